@@ -1,0 +1,60 @@
+use thiserror::Error;
+
+/// Why a message could not become an event. Everything but `Registry` is permanent for that
+/// message and sends it to the dead-letter topic with [`DecodeError::reason`] as a header.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    #[error("payload is empty")]
+    Empty,
+    #[error("bad magic byte {0:#04x}: expected 0x00 (Confluent wire format)")]
+    BadMagic(u8),
+    #[error("payload of {0} bytes is shorter than the 5-byte Confluent header")]
+    ShortHeader(usize),
+    #[error("schema id {0} is not known to the schema registry")]
+    UnknownSchemaId(u32),
+    #[error("schema registry request failed: {0}")]
+    Registry(String),
+    #[error("writer schema {id} cannot be read as {record}: {detail}")]
+    IncompatibleSchema {
+        id: u32,
+        record: &'static str,
+        detail: String,
+    },
+    #[error("malformed Avro: {0}")]
+    Avro(String),
+    #[error("{0} trailing bytes after the Avro record")]
+    Trailing(usize),
+    #[error("field `{0}` is missing")]
+    MissingField(&'static str),
+    #[error("field `{0}` is empty")]
+    EmptyId(&'static str),
+    #[error("field `{field}` is out of range: {detail}")]
+    OutOfRange { field: &'static str, detail: String },
+    #[error("field `{field}` has unknown enum symbol {symbol:?}")]
+    UnknownSymbol { field: &'static str, symbol: String },
+    #[error("field `{field}` has the wrong type: {detail}")]
+    WrongType { field: &'static str, detail: String },
+}
+
+impl DecodeError {
+    /// Low-cardinality label for metrics and the dead-letter `reason` header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Empty | DecodeError::ShortHeader(_) => "truncated_header",
+            DecodeError::BadMagic(_) => "bad_magic_byte",
+            DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
+            DecodeError::Registry(_) => "schema_registry_unavailable",
+            DecodeError::IncompatibleSchema { .. } => "incompatible_schema",
+            DecodeError::Avro(_) | DecodeError::Trailing(_) => "malformed_avro",
+            DecodeError::MissingField(_) | DecodeError::EmptyId(_) => "missing_field",
+            DecodeError::OutOfRange { .. } => "out_of_range",
+            DecodeError::UnknownSymbol { .. } => "unknown_enum_symbol",
+            DecodeError::WrongType { .. } => "wrong_type",
+        }
+    }
+
+    /// A registry outage is not the message's fault: retry instead of dead-lettering.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DecodeError::Registry(_))
+    }
+}

@@ -1,0 +1,191 @@
+//! Message payload -> validated event. Two wire formats: the Confluent framing (magic byte 0,
+//! 4-byte big-endian schema id, Avro datum; writer schema fetched from the registry once per
+//! id) and bare Avro datums written with the local schemas in `schemas/`.
+
+pub mod avro;
+mod error;
+pub mod registry;
+
+pub use error::DecodeError;
+
+use crate::model::{Event, Stream};
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::Schema;
+use registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+
+/// Caps what a corrupt length prefix can make the Avro reader allocate.
+const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
+static AVRO_LIMIT: Once = Once::new();
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    /// Magic byte + schema id + datum; needs `codec.schema_registry_url`.
+    #[default]
+    Confluent,
+    /// A bare datum written with the local schema.
+    Avro,
+}
+
+pub const SURVEY_SCHEMA: &str = include_str!("../../schemas/survey_response.avsc");
+pub const INTERACTION_SCHEMA: &str = include_str!("../../schemas/support_interaction.avsc");
+
+/// The reader schemas: the contract this build understands.
+#[derive(Clone, Debug)]
+pub struct Schemas {
+    pub survey: Arc<Schema>,
+    pub interaction: Arc<Schema>,
+    pub survey_json: String,
+    pub interaction_json: String,
+}
+
+impl Schemas {
+    /// The schemas compiled into the binary.
+    pub fn embedded() -> Result<Self, String> {
+        Self::parse(SURVEY_SCHEMA.to_string(), INTERACTION_SCHEMA.to_string())
+    }
+
+    /// Schemas from a directory holding survey_response.avsc and support_interaction.avsc.
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()))
+        };
+        Self::parse(read("survey_response.avsc")?, read("support_interaction.avsc")?)
+    }
+
+    fn parse(survey_json: String, interaction_json: String) -> Result<Self, String> {
+        let p = |name: &str, s: &str| Schema::parse_str(s).map_err(|e| format!("{name}: {e}"));
+        Ok(Schemas {
+            survey: Arc::new(p("survey_response.avsc", &survey_json)?),
+            interaction: Arc::new(p("support_interaction.avsc", &interaction_json)?),
+            survey_json,
+            interaction_json,
+        })
+    }
+
+    pub fn reader(&self, s: Stream) -> &Arc<Schema> {
+        match s {
+            Stream::Survey => &self.survey,
+            Stream::Interaction => &self.interaction,
+        }
+    }
+}
+
+/// Resolves writer schemas and decodes payloads. One per consuming thread.
+pub struct Decoder {
+    format: WireFormat,
+    schemas: Schemas,
+    registry: Option<Registry>,
+    runtime: Option<tokio::runtime::Handle>,
+    /// Writer schema per (stream, id), checked once against the reader schema.
+    cache: HashMap<(Stream, u32), Result<Arc<Schema>, (u8, String)>>,
+}
+
+impl Decoder {
+    pub fn new(
+        format: WireFormat,
+        schemas: Schemas,
+        registry: Option<Registry>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Self {
+        AVRO_LIMIT.call_once(|| {
+            apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+        });
+        Decoder {
+            format,
+            schemas,
+            registry,
+            runtime,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Seeds the writer-schema cache; used by tests and by the generator's round trip.
+    pub fn preload(&mut self, stream: Stream, id: u32, schema: Arc<Schema>) {
+        self.cache.insert((stream, id), Ok(schema));
+    }
+
+    /// Seeds the cache with an id the registry does not know.
+    pub fn preload_unknown(&mut self, stream: Stream, id: u32) {
+        self.cache.insert((stream, id), Err((0, String::new())));
+    }
+
+    pub fn decode(&mut self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
+        let (writer, datum) = match self.format {
+            WireFormat::Avro => (self.schemas.reader(stream).clone(), payload),
+            WireFormat::Confluent => {
+                let (id, datum) = split_confluent(payload)?;
+                (self.writer_schema(stream, id)?, datum)
+            }
+        };
+        match stream {
+            Stream::Survey => avro::decode_survey(&writer, datum).map(Event::Survey),
+            Stream::Interaction => avro::decode_interaction(&writer, datum).map(Event::Interaction),
+        }
+    }
+
+    fn writer_schema(&mut self, stream: Stream, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(cached) = self.cache.get(&(stream, id)) {
+            return cached.clone().map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
+        }
+        let (Some(registry), Some(rt)) = (&self.registry, &self.runtime) else {
+            return Err(DecodeError::Registry("no schema registry configured".into()));
+        };
+        // Not cached on failure: the registry may be back for the next message.
+        let json = rt
+            .block_on(registry.schema_by_id(id))
+            .map_err(DecodeError::Registry)?;
+        let entry = match json {
+            None => Err((0, String::new())),
+            Some(json) => match Schema::parse_str(&json) {
+                Err(e) => Err((1, e.to_string())),
+                Ok(w) => match SchemaCompatibility::can_read(&w, self.schemas.reader(stream)) {
+                    Ok(()) => Ok(Arc::new(w)),
+                    Err(e) => Err((1, e.to_string())),
+                },
+            },
+        };
+        self.cache.insert((stream, id), entry.clone());
+        entry.map_err(|(kind, detail)| cached_error(kind, id, stream, detail))
+    }
+}
+
+fn cached_error(kind: u8, id: u32, stream: Stream, detail: String) -> DecodeError {
+    match kind {
+        0 => DecodeError::UnknownSchemaId(id),
+        _ => DecodeError::IncompatibleSchema {
+            id,
+            record: match stream {
+                Stream::Survey => "SurveyResponse",
+                Stream::Interaction => "SupportInteraction",
+            },
+            detail,
+        },
+    }
+}
+
+/// Splits the Confluent framing: magic byte 0, then a big-endian schema id.
+pub fn split_confluent(payload: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
+    match payload {
+        [] => Err(DecodeError::Empty),
+        [m, ..] if *m != 0 => Err(DecodeError::BadMagic(*m)),
+        [0, a, b, c, d, rest @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
+        _ => Err(DecodeError::ShortHeader(payload.len())),
+    }
+}
+
+/// Prepends the Confluent framing.
+pub fn frame_confluent(id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(datum.len() + 5);
+    v.push(0);
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(datum);
+    v
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! Confluent schema registry client: fetches writer schemas by id (cached by the decoder,
+//! so the registry sees one request per schema id per process) and registers the generator's
+//! schemas. Plain HTTP with optional basic auth; the password never reaches Debug output.
+
+use crate::config::Secret;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Registry {
+    base: String,
+    auth: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SchemaResponse {
+    schema: String,
+}
+
+#[derive(serde::Deserialize)]
+struct IdResponse {
+    id: u32,
+}
+
+impl Registry {
+    pub fn new(url: &str, user: Option<&str>, password: Option<&Secret>) -> Self {
+        let auth = user.map(|u| {
+            let pw = password.map(Secret::expose).unwrap_or("");
+            format!("Basic {}", base64(format!("{u}:{pw}").as_bytes()))
+        });
+        Registry {
+            base: url.trim_end_matches('/').to_string(),
+            auth,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path))
+            .header("accept", "application/vnd.schemaregistry.v1+json");
+        if let Some(a) = &self.auth {
+            req = req.header("authorization", a);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/vnd.schemaregistry.v1+json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| format!("no answer from {} within {:?}", self.base, self.timeout))?
+            .map_err(|e| format!("{}: {e}", self.base))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// The writer schema's JSON, or None when the registry says the id does not exist.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, String> {
+        let (status, body) = self.call(Method::GET, &format!("/schemas/ids/{id}"), None).await?;
+        match status {
+            StatusCode::OK => serde_json::from_slice::<SchemaResponse>(&body)
+                .map(|r| Some(r.schema))
+                .map_err(|e| format!("bad registry answer for id {id}: {e}")),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(format!("registry answered {s} for schema id {id}")),
+        }
+    }
+
+    /// Registers `schema` under `subject` and returns its id (idempotent in the registry).
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let (status, resp) = self
+            .call(Method::POST, &format!("/subjects/{subject}/versions"), Some(body))
+            .await?;
+        if !status.is_success() {
+            return Err(format!("registry answered {status} registering {subject}"));
+        }
+        serde_json::from_slice::<IdResponse>(&resp)
+            .map(|r| r.id)
+            .map_err(|e| format!("bad registry answer registering {subject}: {e}"))
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+}

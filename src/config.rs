@@ -1,0 +1,442 @@
+//! Configuration: TOML file -> typed config -> `validate()` (pure, lists every problem with
+//! its key) -> settings the stages build from. Addresses and secrets can be overridden by
+//! environment variables so deployments keep secrets out of files.
+
+use crate::codec::WireFormat;
+use crate::join::{AttributionPolicy, JoinConfig};
+use crate::pipeline::Settings;
+use crate::window::{Grouping, WindowConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never be printed. Debug shows a placeholder.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub codec: CodecConfig,
+    pub join: JoinSection,
+    pub window: WindowSection,
+    pub clickhouse: ClickHouseConfig,
+    pub sink: SinkConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub survey_topic: String,
+    pub interaction_topic: String,
+    pub dead_letter_topic: String,
+    /// Passed to librdkafka as is (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    pub client: BTreeMap<String, String>,
+    /// Merged into `client` as sasl.password; prefer the CXP_KAFKA_SASL_PASSWORD variable.
+    pub sasl_password: Option<Secret>,
+    /// How long a caught-up partition may stay quiet before its clock follows its pair's.
+    pub idle_timeout: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "cx-pipeline".into(),
+            survey_topic: "survey-responses".into(),
+            interaction_topic: "support-interactions".into(),
+            dead_letter_topic: "cx-dead-letter".into(),
+            client: BTreeMap::new(),
+            sasl_password: None,
+            idle_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodecConfig {
+    pub format: WireFormat,
+    pub schema_registry_url: Option<String>,
+    pub schema_registry_user: Option<String>,
+    pub schema_registry_password: Option<Secret>,
+    /// Directory with the reader schemas; the embedded copies when unset.
+    pub schemas_dir: Option<PathBuf>,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        CodecConfig {
+            format: WireFormat::Confluent,
+            schema_registry_url: Some("http://127.0.0.1:8081".into()),
+            schema_registry_user: None,
+            schema_registry_password: None,
+            schemas_dir: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinSection {
+    pub attribution: AttributionPolicy,
+    pub lookback: String,
+    pub max_wait: String,
+    pub max_contacts_per_partition: usize,
+    pub max_pending_per_partition: usize,
+}
+
+impl Default for JoinSection {
+    fn default() -> Self {
+        JoinSection {
+            attribution: AttributionPolicy::Last,
+            lookback: "7d".into(),
+            max_wait: "10m".into(),
+            max_contacts_per_partition: 2_000_000,
+            max_pending_per_partition: 500_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSection {
+    pub sizes: Vec<String>,
+    pub out_of_orderness: String,
+    pub allowed_lateness: String,
+    pub grouping_sets: Vec<Vec<String>>,
+}
+
+impl Default for WindowSection {
+    fn default() -> Self {
+        WindowSection {
+            sizes: vec!["1m".into(), "1h".into(), "1d".into()],
+            out_of_orderness: "30s".into(),
+            allowed_lateness: "5m".into(),
+            grouping_sets: vec![
+                vec![],
+                vec!["region".into()],
+                vec!["team".into()],
+                vec!["channel".into(), "bucket".into()],
+                vec!["agent".into()],
+                vec!["product".into()],
+                vec!["tier".into()],
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// LZ4 on servers that honour it, none on the old ones that silently drop it.
+    #[default]
+    Auto,
+    Lz4,
+    None,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// Empty disables ClickHouse (embedded demo only; the Kafka job needs it).
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    pub compression: Compression,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: String::new(),
+            database: "cx".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            compression: Compression::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Flush when this many rows are buffered...
+    pub max_rows: usize,
+    /// ...or this much time has passed since the last flush.
+    pub period: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            max_rows: 100_000,
+            period: "2s".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address for GET /metrics; empty disables the endpoint.
+    pub listen: String,
+    /// Most label combinations per business metric; the rest are counted under "other".
+    pub max_label_sets: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9898".into(),
+            max_label_sets: 500,
+        }
+    }
+}
+
+/// Everything wrong with a config, each naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Durations and settings derived from a valid config.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    pub settings: Settings,
+    pub idle_timeout: Duration,
+    pub flush_period: Duration,
+}
+
+fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
+    match humantime::parse_duration(s) {
+        Ok(d) => d,
+        Err(e) => {
+            errs.push(format!("{key} = {s:?}: {e} (use e.g. \"30s\", \"10m\", \"7d\")"));
+            Duration::ZERO
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (or the defaults when `path` is None) and applies env overrides.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut cfg: Config = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
+                toml::from_str(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?
+            }
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        Ok(cfg)
+    }
+
+    /// Environment overrides: addresses and secrets that differ per deployment.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CXP_KAFKA_BROKERS") {
+            self.kafka.brokers = v;
+        }
+        if let Some(v) = get("CXP_KAFKA_SASL_PASSWORD") {
+            self.kafka.sasl_password = Some(Secret::new(v));
+        }
+        if let Some(v) = get("CXP_SCHEMA_REGISTRY_URL") {
+            self.codec.schema_registry_url = Some(v);
+        }
+        if let Some(v) = get("CXP_SCHEMA_REGISTRY_PASSWORD") {
+            self.codec.schema_registry_password = Some(Secret::new(v));
+        }
+        if let Some(v) = get("CXP_CLICKHOUSE_URL") {
+            self.clickhouse.url = v;
+        }
+        if let Some(v) = get("CXP_CLICKHOUSE_PASSWORD") {
+            self.clickhouse.password = Secret::new(v);
+        }
+        if let Some(v) = get("CXP_METRICS_LISTEN") {
+            self.metrics.listen = v;
+        }
+    }
+
+    /// Pure checks; every problem is reported at once.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let mut errs = Vec::new();
+        let k = &self.kafka;
+        for (key, v) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.survey_topic", &k.survey_topic),
+            ("kafka.interaction_topic", &k.interaction_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if v.trim().is_empty() {
+                errs.push(format!("{key} must not be empty"));
+            }
+        }
+        if k.survey_topic == k.interaction_topic {
+            errs.push("kafka.interaction_topic must differ from kafka.survey_topic".into());
+        }
+        for key in ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store"] {
+            if k.client.contains_key(key) {
+                errs.push(format!("kafka.client.\"{key}\" is managed by the pipeline; set it elsewhere or drop it"));
+            }
+        }
+        let idle_timeout = duration("kafka.idle_timeout", &k.idle_timeout, &mut errs);
+        if self.codec.format == WireFormat::Confluent
+            && self.codec.schema_registry_url.as_deref().unwrap_or("").is_empty()
+        {
+            errs.push("codec.schema_registry_url is required when codec.format = \"confluent\"".into());
+        }
+        let lookback = duration("join.lookback", &self.join.lookback, &mut errs);
+        let max_wait = duration("join.max_wait", &self.join.max_wait, &mut errs);
+        if self.join.max_contacts_per_partition == 0 {
+            errs.push("join.max_contacts_per_partition must be > 0".into());
+        }
+        if self.join.max_pending_per_partition == 0 {
+            errs.push("join.max_pending_per_partition must be > 0".into());
+        }
+        let w = &self.window;
+        let mut sizes_ms = Vec::new();
+        for (i, s) in w.sizes.iter().enumerate() {
+            let d = duration(&format!("window.sizes[{i}]"), s, &mut errs);
+            if d.as_millis() > 0 && d.as_millis() % 1000 == 0 {
+                sizes_ms.push(d.as_millis() as i64);
+            } else if !d.is_zero() {
+                errs.push(format!("window.sizes[{i}] = {s:?} must be a whole number of seconds"));
+            } else {
+                errs.push(format!("window.sizes[{i}] must be > 0"));
+            }
+        }
+        if w.sizes.is_empty() {
+            errs.push("window.sizes must name at least one size".into());
+        }
+        let ooo = duration("window.out_of_orderness", &w.out_of_orderness, &mut errs);
+        let lateness = duration("window.allowed_lateness", &w.allowed_lateness, &mut errs);
+        let mut groupings = Vec::new();
+        for (i, g) in w.grouping_sets.iter().enumerate() {
+            match Grouping::new(g) {
+                Ok(g) if groupings.iter().any(|x: &Grouping| x.mask == g.mask) => {
+                    errs.push(format!("window.grouping_sets[{i}] repeats {:?}", g.name))
+                }
+                Ok(g) => groupings.push(g),
+                Err(e) => errs.push(format!("window.grouping_sets[{i}]: {e}")),
+            }
+        }
+        if groupings.is_empty() && !w.grouping_sets.is_empty() || w.grouping_sets.is_empty() {
+            errs.push("window.grouping_sets must have at least one set ([] is overall)".into());
+        }
+        if groupings.len() > 32 {
+            errs.push("window.grouping_sets: at most 32 sets".into());
+        }
+        if !self.clickhouse.url.is_empty()
+            && !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://"))
+        {
+            errs.push(format!("clickhouse.url = {:?} must start with http:// or https://", self.clickhouse.url));
+        }
+        if self.clickhouse.database.is_empty()
+            || !self.clickhouse.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            errs.push("clickhouse.database must be a plain identifier ([A-Za-z0-9_])".into());
+        }
+        if self.sink.max_rows == 0 {
+            errs.push("sink.max_rows must be > 0".into());
+        }
+        let flush_period = duration("sink.period", &self.sink.period, &mut errs);
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            errs.push(format!("metrics.listen = {:?} is not an address like 127.0.0.1:9898", self.metrics.listen));
+        }
+        if !errs.is_empty() {
+            return Err(ConfigError(errs));
+        }
+        Ok(Validated {
+            settings: Settings {
+                join: JoinConfig {
+                    policy: self.join.attribution,
+                    lookback_ms: lookback.as_millis() as i64,
+                    max_wait_ms: max_wait.as_millis() as i64,
+                    max_contacts: self.join.max_contacts_per_partition,
+                    max_pending: self.join.max_pending_per_partition,
+                },
+                window: WindowConfig { sizes_ms, groupings },
+                out_of_orderness_ms: ooo.as_millis() as i64,
+                allowed_lateness_ms: lateness.as_millis() as i64,
+            },
+            idle_timeout,
+            flush_period,
+        })
+    }
+
+    /// librdkafka settings: the pass-through map plus the SASL password, if any.
+    pub fn kafka_client(&self) -> BTreeMap<String, String> {
+        let mut m = self.kafka.client.clone();
+        if let Some(p) = &self.kafka.sasl_password {
+            m.insert("sasl.password".into(), p.expose().to_string());
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let v = Config::default().validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.settings.window.sizes_ms, vec![60_000, 3_600_000, 86_400_000]);
+    }
+
+    #[test]
+    fn unknown_keys_fail_naming_the_key() {
+        let e = toml::from_str::<Config>("[window]\nsizez = [\"1m\"]\n").err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("sizez"));
+    }
+
+    #[test]
+    fn every_bad_value_is_listed_with_its_key() {
+        let cfg: Config = toml::from_str(
+            "[window]\nsizes = [\"1m\", \"soon\"]\ngrouping_sets = [[\"colour\"]]\n[join]\nmax_wait = \"-3\"\n[sink]\nmax_rows = 0\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let msg = cfg.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        for key in ["window.sizes[1]", "window.grouping_sets[0]", "join.max_wait", "sink.max_rows"] {
+            assert!(msg.contains(key), "{key} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_env_overrides_apply() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| match k {
+            "CXP_CLICKHOUSE_PASSWORD" => Some("hunter2".into()),
+            "CXP_KAFKA_SASL_PASSWORD" => Some("s3cret".into()),
+            "CXP_KAFKA_BROKERS" => Some("b:1".into()),
+            _ => None,
+        });
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
+        assert_eq!(cfg.kafka.brokers, "b:1");
+        assert_eq!(cfg.kafka_client().get("sasl.password").map(String::as_str), Some("s3cret"));
+    }
+}

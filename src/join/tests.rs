@@ -1,0 +1,137 @@
+use super::*;
+
+const MIN: i64 = 60_000;
+
+fn cfg(policy: AttributionPolicy) -> JoinConfig {
+    JoinConfig {
+        policy,
+        lookback_ms: 7 * 24 * 60 * MIN,
+        max_wait_ms: 10 * MIN,
+        max_contacts: 1000,
+        max_pending: 1000,
+    }
+}
+
+fn contact(id: &str, ticket: &str, customer: &str, agent: &str, ended: i64) -> Interaction {
+    Interaction {
+        interaction_id: id.into(),
+        ticket_id: ticket.into(),
+        customer_id: customer.into(),
+        agent_id: agent.into(),
+        team: format!("team-{agent}"),
+        channel: "PHONE".into(),
+        bucket: "POST_SALES".into(),
+        category: "refunds".into(),
+        product: None,
+        started_at_ms: ended - MIN,
+        ended_at_ms: ended,
+        talk_ms: 1,
+        hold_ms: 1,
+        wrap_ms: 1,
+        resolved: true,
+    }
+}
+
+fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64) -> Survey {
+    Survey {
+        response_id: id.into(),
+        customer_id: customer.into(),
+        ticket_id: ticket.map(Into::into),
+        submitted_at_ms: at,
+        survey_channel: "EMAIL".into(),
+        nps_score: Some(9),
+        csat_score: None,
+        comment: None,
+        region: None,
+        product: None,
+        customer_tier: None,
+    }
+}
+
+fn resolve_one(j: &mut JoinState, c: &JoinConfig) -> Resolved {
+    let mut out = Vec::new();
+    j.resolve_until(i64::MAX, c, &mut out);
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+#[test]
+fn ticket_survey_goes_to_last_or_first_agent() {
+    for (policy, agent) in [(AttributionPolicy::Last, "b"), (AttributionPolicy::First, "a")] {
+        let c = cfg(policy);
+        let mut j = JoinState::default();
+        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), &c);
+        j.add_contact(&contact("i2", "t1", "c1", "b", 1010 * MIN), &c);
+        j.add_contact(&contact("i3", "t2", "c1", "z", 1020 * MIN), &c);
+        assert!(j.add_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c).is_none());
+        let r = resolve_one(&mut j, &c);
+        let a = r.attribution.expect("attributed");
+        assert_eq!((a.agent_id.as_str(), a.matched_by), (agent, MatchKind::Ticket));
+    }
+}
+
+#[test]
+fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), &c);
+    j.add_contact(&contact("i2", "t2", "c1", "b", 2000 * MIN), &c);
+    j.add_contact(&contact("i3", "t3", "c2", "z", 2500 * MIN), &c);
+    j.add_survey(survey("s1", "c1", None, 2100 * MIN), &c);
+    let a = resolve_one(&mut j, &c).attribution.expect("attributed");
+    assert_eq!((a.ticket_id.as_str(), a.matched_by), ("t2", MatchKind::Customer));
+
+    // Beyond the lookback: unattributed.
+    let far = 2000 * MIN + c.lookback_ms + MIN;
+    j.add_survey(survey("s2", "c1", None, far), &c);
+    assert!(resolve_one(&mut j, &c).attribution.is_none());
+}
+
+#[test]
+fn survey_waits_for_the_contact_horizon() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.add_survey(survey("s1", "c1", Some("t1"), 1000 * MIN), &c);
+    let mut out = Vec::new();
+    // Horizon exactly at the deadline: a contact ending at the deadline could still come.
+    j.resolve_until(1010 * MIN, &c, &mut out);
+    assert!(out.is_empty());
+    // The contact arrives after the survey (ingestion lag) but inside the wait.
+    j.add_contact(&contact("i1", "t1", "c1", "a", 1005 * MIN), &c);
+    j.resolve_until(1010 * MIN + 1, &c, &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].attribution.is_some());
+    assert_eq!(j.pending_len(), 0);
+}
+
+#[test]
+fn caps_bound_state_and_report_overflow() {
+    let mut c = cfg(AttributionPolicy::Last);
+    c.max_contacts = 2;
+    c.max_pending = 1;
+    let mut j = JoinState::default();
+    assert_eq!(j.add_contact(&contact("i1", "t1", "c1", "a", MIN), &c), 0);
+    assert_eq!(j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), &c), 0);
+    assert_eq!(j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), &c), 1);
+    assert_eq!(j.contacts_len(), 2);
+    assert!(j.add_survey(survey("s1", "c1", Some("t1"), MIN), &c).is_none());
+    let forced = j.add_survey(survey("s2", "c1", Some("t2"), 2 * MIN), &c);
+    let forced = forced.expect("oldest settled early");
+    assert!(forced.forced);
+    assert_eq!(forced.survey.response_id, "s1");
+    // t1's only contact was evicted by the cap.
+    assert!(forced.attribution.is_none());
+}
+
+#[test]
+fn eviction_keeps_what_can_still_match() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.add_contact(&contact("i1", "t1", "c1", "a", 100 * MIN), &c);
+    j.add_contact(&contact("i2", "t2", "c1", "a", 200 * MIN), &c);
+    j.evict_before(150 * MIN);
+    assert_eq!(j.contacts_len(), 1);
+    j.add_survey(survey("s1", "c1", None, 210 * MIN), &c);
+    let a = resolve_one(&mut j, &c).attribution.expect("attributed");
+    assert_eq!(a.interaction_id, "i2");
+}

@@ -1,0 +1,218 @@
+//! Prometheus metrics: pipeline health and business counters. Hot paths tally into plain
+//! integers and apply them once per batch, so no label lookup happens per event. Business
+//! labels are low-cardinality dimensions only, capped by `metrics.max_label_sets`.
+
+pub mod server;
+
+use crate::pipeline::partition::Outputs;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub consumed: IntCounterVec,
+    pub lag: IntGaugeVec,
+    pub decode_errors: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub late: IntCounterVec,
+    pub join: IntCounterVec,
+    pub state: IntGaugeVec,
+    pub watermark: IntGaugeVec,
+    pub rows_written: IntCounterVec,
+    pub insert_seconds: HistogramVec,
+    pub insert_errors: IntCounterVec,
+    pub checkpoints: IntCounter,
+    pub commit_errors: IntCounter,
+    pub flush_seconds: Histogram,
+    pub responses: IntCounterVec,
+    pub nps_answers: IntCounterVec,
+    pub csat_answers: IntCounterVec,
+    pub csat_satisfied: IntCounterVec,
+    pub contacts: IntCounterVec,
+    pub handle_ms: IntCounterVec,
+    pub up: IntGauge,
+    cap: usize,
+    seen: Mutex<HashSet<Vec<String>>>,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+    g
+}
+
+impl Metrics {
+    /// Metric names and label sets are constants, so registration cannot fail at runtime;
+    /// a failure here is a programming error caught by the unit tests.
+    pub fn new(max_label_sets: usize) -> Self {
+        let r = Registry::new();
+        let insert_seconds = HistogramVec::new(
+            HistogramOpts::new("cx_clickhouse_insert_seconds", "ClickHouse insert latency per table")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["table"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(insert_seconds.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let flush_seconds = Histogram::with_opts(HistogramOpts::new(
+            "cx_flush_seconds",
+            "Time to write a batch, checkpoint and commit",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(flush_seconds.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let checkpoints = IntCounter::new("cx_checkpoints_total", "Partition checkpoints written").unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(checkpoints.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let commit_errors = IntCounter::new("cx_commit_errors_total", "Failed Kafka offset commits").unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(commit_errors.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let up = IntGauge::new("cx_pipeline_up", "1 while the pipeline runs").unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(up.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let biz = ["region", "channel", "bucket"];
+        Metrics {
+            consumed: counter(&r, "cx_consumed_total", "Messages consumed", &["topic", "partition"]),
+            lag: gauge(&r, "cx_consumer_lag", "High watermark minus next offset", &["topic", "partition"]),
+            decode_errors: counter(&r, "cx_decode_errors_total", "Messages that failed decoding or validation", &["topic", "reason"]),
+            dead_lettered: counter(&r, "cx_dead_lettered_total", "Messages sent to the dead-letter topic", &["reason"]),
+            late: counter(&r, "cx_late_events_total", "Events beyond allowed lateness (dead-lettered)", &["topic"]),
+            join: counter(&r, "cx_join_total", "Survey join outcomes; evicted counts contacts pushed out by the cap", &["result"]),
+            state: gauge(&r, "cx_state_entries", "Entries held in join and window state", &["kind"]),
+            watermark: gauge(&r, "cx_watermark_seconds", "Event-time floor per stream and partition", &["stream", "partition"]),
+            rows_written: counter(&r, "cx_rows_written_total", "Rows acknowledged by ClickHouse", &["table"]),
+            insert_seconds,
+            insert_errors: counter(&r, "cx_clickhouse_errors_total", "Failed ClickHouse operations", &["table", "kind"]),
+            checkpoints,
+            commit_errors,
+            flush_seconds,
+            responses: counter(&r, "cx_survey_responses_total", "Survey responses folded", &biz),
+            nps_answers: counter(&r, "cx_nps_answers_total", "NPS answers by class", &["region", "channel", "bucket", "class"]),
+            csat_answers: counter(&r, "cx_csat_answers_total", "CSAT answers", &biz),
+            csat_satisfied: counter(&r, "cx_csat_satisfied_total", "CSAT answers of 4 or 5", &biz),
+            contacts: counter(&r, "cx_contacts_total", "Support contacts handled", &["team", "channel", "bucket"]),
+            handle_ms: counter(&r, "cx_handle_time_ms_total", "Sum of handle time (talk+hold+wrap), ms", &["team", "channel", "bucket"]),
+            up,
+            registry: r,
+            cap: max_label_sets,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Keeps label sets under the cap: new combinations past it become "other".
+    fn capped(&self, labels: [&str; 3]) -> [String; 3] {
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&key) || seen.len() < self.cap {
+            seen.insert(key.clone());
+            return [key[0].clone(), key[1].clone(), key[2].clone()];
+        }
+        ["other".into(), "other".into(), "other".into()]
+    }
+
+    /// Applies a batch's business counters with one label lookup per distinct segment.
+    pub fn record_business(&self, out: &Outputs) {
+        #[derive(Default)]
+        struct S {
+            n: u64,
+            classes: [u64; 3],
+            csat: u64,
+            sat: u64,
+        }
+        let mut surveys: HashMap<[&str; 3], S> = HashMap::new();
+        for f in &out.surveys {
+            let s = &f.resolved.survey;
+            let a = f.resolved.attribution.as_ref();
+            let key = [
+                s.region.as_deref().unwrap_or(crate::model::UNKNOWN),
+                a.map_or(crate::model::UNATTRIBUTED, |a| a.channel.as_str()),
+                a.map_or(crate::model::UNATTRIBUTED, |a| a.bucket.as_str()),
+            ];
+            let e = surveys.entry(key).or_default();
+            e.n += 1;
+            if let Some(n) = s.nps_score {
+                e.classes[match n {
+                    9..=10 => 0,
+                    7..=8 => 1,
+                    _ => 2,
+                }] += 1;
+            }
+            if let Some(c) = s.csat_score {
+                e.csat += 1;
+                e.sat += u64::from(c >= 4);
+            }
+        }
+        for (key, s) in surveys {
+            let l = self.capped(key);
+            let l: [&str; 3] = [&l[0], &l[1], &l[2]];
+            self.responses.with_label_values(&l).inc_by(s.n);
+            for (i, class) in ["promoter", "passive", "detractor"].iter().enumerate() {
+                if s.classes[i] > 0 {
+                    self.nps_answers.with_label_values(&[l[0], l[1], l[2], class]).inc_by(s.classes[i]);
+                }
+            }
+            if s.csat > 0 {
+                self.csat_answers.with_label_values(&l).inc_by(s.csat);
+                self.csat_satisfied.with_label_values(&l).inc_by(s.sat);
+            }
+        }
+        let mut contacts: HashMap<[&str; 3], (u64, u64)> = HashMap::new();
+        for f in &out.contacts {
+            let i = &f.interaction;
+            let e = contacts.entry([&i.team, &i.channel, &i.bucket]).or_default();
+            e.0 += 1;
+            e.1 += i.handle_ms() as u64;
+        }
+        for (key, (n, ms)) in contacts {
+            let l = self.capped(key);
+            let l: [&str; 3] = [&l[0], &l[1], &l[2]];
+            self.contacts.with_label_values(&l).inc_by(n);
+            self.handle_ms.with_label_values(&l).inc_by(ms);
+        }
+        let mut matched = [0u64; 3];
+        for f in &out.surveys {
+            matched[match f.resolved.attribution.as_ref().map(|a| a.matched_by) {
+                Some(crate::model::MatchKind::Ticket) => 0,
+                Some(crate::model::MatchKind::Customer) => 1,
+                None => 2,
+            }] += 1;
+        }
+        for (i, r) in ["matched_ticket", "matched_customer", "unattributed"].iter().enumerate() {
+            if matched[i] > 0 {
+                self.join.with_label_values(&[r]).inc_by(matched[i]);
+            }
+        }
+        if out.join_evicted > 0 {
+            self.join.with_label_values(&["evicted"]).inc_by(out.join_evicted);
+        }
+    }
+
+    /// Text exposition for GET /metrics.
+    pub fn render(&self) -> String {
+        let mut buf = String::new();
+        let enc = prometheus::TextEncoder::new();
+        if let Err(e) = enc.encode_utf8(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets_are_capped() {
+        let m = Metrics::new(2);
+        assert_eq!(m.capped(["a", "b", "c"])[0], "a");
+        assert_eq!(m.capped(["d", "b", "c"])[0], "d");
+        assert_eq!(m.capped(["e", "b", "c"])[0], "other");
+        assert_eq!(m.capped(["a", "b", "c"])[0], "a", "known sets keep their labels");
+        assert!(m.render().contains("cx_pipeline_up"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The processing core: per-partition state plus the settings they share. The Kafka source
+//! and the embedded demo both drive this same core; it does no I/O.
+
+pub mod intern;
+pub mod partition;
+
+use crate::join::JoinConfig;
+use crate::model::{Event, Stream};
+use crate::window::WindowConfig;
+use intern::Interner;
+use partition::{Outputs, PartitionState, TooLate};
+use std::collections::BTreeMap;
+
+/// Time and state settings, already validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub join: JoinConfig,
+    pub window: WindowConfig,
+    pub out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+}
+
+pub struct Core {
+    pub settings: Settings,
+    parts: BTreeMap<i32, PartitionState>,
+    interner: Interner,
+    out: Outputs,
+}
+
+impl Core {
+    pub fn new(settings: Settings) -> Self {
+        Core {
+            settings,
+            parts: BTreeMap::new(),
+            interner: Interner::default(),
+            out: Outputs::default(),
+        }
+    }
+
+    /// State of a partition pair, created empty on first use.
+    pub fn partition_mut(&mut self, p: i32) -> &mut PartitionState {
+        self.parts.entry(p).or_insert_with(|| PartitionState::new(p))
+    }
+
+    pub fn partition(&self, p: i32) -> Option<&PartitionState> {
+        self.parts.get(&p)
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = &PartitionState> {
+        self.parts.values()
+    }
+
+    /// Installs a restored checkpoint, replacing what was there.
+    pub fn restore(&mut self, state: PartitionState) {
+        self.parts.insert(state.partition, state);
+    }
+
+    /// Forgets a partition this instance no longer owns.
+    pub fn remove(&mut self, p: i32) -> Option<PartitionState> {
+        self.parts.remove(&p)
+    }
+
+    pub fn process(&mut self, partition: i32, offset: i64, event: Event) -> Result<(), TooLate> {
+        let st = &self.settings;
+        let ps = self.parts.entry(partition).or_insert_with(|| PartitionState::new(partition));
+        match event {
+            Event::Survey(s) => ps.on_survey(s, offset, st, &mut self.interner, &mut self.out),
+            Event::Interaction(i) => {
+                ps.on_interaction(i, offset, st, &mut self.interner, &mut self.out)
+            }
+        }
+    }
+
+    /// Records a dead-lettered offset so the committed position moves past it.
+    pub fn skip(&mut self, stream: Stream, partition: i32, offset: i64) {
+        self.partition_mut(partition).skip(stream, offset);
+    }
+
+    pub fn advance(&mut self, partition: i32) {
+        if let Some(ps) = self.parts.get_mut(&partition) {
+            ps.advance(&self.settings, &mut self.interner, &mut self.out);
+        }
+    }
+
+    pub fn advance_all(&mut self) {
+        for ps in self.parts.values_mut() {
+            ps.advance(&self.settings, &mut self.interner, &mut self.out);
+        }
+    }
+
+    /// End of a bounded input for every partition.
+    pub fn finish_all(&mut self) {
+        for ps in self.parts.values_mut() {
+            ps.finish(&self.settings, &mut self.interner, &mut self.out);
+        }
+    }
+
+    /// Takes everything produced since the last call, including changed open windows.
+    pub fn take_outputs(&mut self) -> Outputs {
+        for ps in self.parts.values_mut() {
+            ps.drain(&mut self.out);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Outputs waiting for the next flush (facts only; windows are drained at flush).
+    pub fn pending_rows(&self) -> usize {
+        self.out.surveys.len() + self.out.contacts.len() + self.out.windows.len()
+    }
+}

@@ -1,0 +1,30 @@
+-- One row per survey response, enriched with the contact the join attributed it to.
+-- Replays re-insert identical rows; ReplacingMergeTree folds them (read with FINAL).
+CREATE TABLE IF NOT EXISTS {db}.survey_facts
+(
+    response_id          String,
+    customer_id          String,
+    ticket_id            String,
+    submitted_at         DateTime('UTC'),
+    submitted_at_ms      Int64,
+    survey_channel       String,
+    nps_score            Nullable(UInt8),
+    csat_score           Nullable(UInt8),
+    comment              String,
+    region               String,
+    product              String,
+    tier                 String,
+    attributed           UInt8,
+    matched_by           String,
+    interaction_id       String,
+    attributed_ticket_id String,
+    agent                String,
+    team                 String,
+    channel              String,
+    bucket               String,
+    category             String,
+    source_partition     Int32
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(submitted_at)
+ORDER BY (submitted_at, response_id)

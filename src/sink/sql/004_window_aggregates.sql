@@ -1,0 +1,42 @@
+-- Partial aggregates per window x grouping set x dimension values x source partition.
+-- `version` grows with every event folded, so FINAL keeps the newest state of each window;
+-- sum the partials across partitions (and dimension values) at query time:
+--   NPS  = 100 * (sum(promoters) - sum(detractors)) / sum(nps_n)
+--   CSAT = 100 * sum(csat_satisfied) / sum(csat_n)
+--   AHT  = sum(handle_ms) / sum(contacts) / 1000 seconds
+-- Ungrouped dimension columns hold ''; `grouping` lists the grouped ones ('' = overall).
+CREATE TABLE IF NOT EXISTS {db}.window_aggregates
+(
+    window_size_s    UInt32,
+    window_start     DateTime('UTC'),
+    window_end       DateTime('UTC'),
+    grouping         String,
+    region           String,
+    channel          String,
+    team             String,
+    agent            String,
+    product          String,
+    tier             String,
+    bucket           String,
+    source_partition Int32,
+    version          UInt64,
+    is_final         UInt8,
+    responses        UInt64,
+    nps_n            UInt64,
+    promoters        UInt64,
+    passives         UInt64,
+    detractors       UInt64,
+    csat_n           UInt64,
+    csat_satisfied   UInt64,
+    csat_sum         UInt64,
+    attributed       UInt64,
+    contacts         UInt64,
+    handle_ms        UInt64,
+    talk_ms          UInt64,
+    hold_ms          UInt64,
+    wrap_ms          UInt64,
+    updated_at       DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY (window_size_s, toYYYYMM(window_start))
+ORDER BY (window_size_s, grouping, window_start, region, channel, team, agent, product, tier, bucket, source_partition)

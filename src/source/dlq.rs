@@ -1,0 +1,102 @@
+//! Dead-letter producer: the original payload and key, with headers naming the reason and
+//! where the message came from. Deliveries are confirmed before offsets are committed.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct DeliveryCounter {
+    pub failed: AtomicU64,
+}
+
+pub struct Ctx(Arc<DeliveryCounter>);
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "dead-letter delivery failed");
+        }
+    }
+}
+
+/// Where a rejected message came from and why.
+pub struct DeadLetter<'a> {
+    pub reason: &'static str,
+    pub detail: String,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+pub struct DeadLetterProducer {
+    producer: ThreadedProducer<Ctx>,
+    topic: String,
+    counter: Arc<DeliveryCounter>,
+}
+
+impl DeadLetterProducer {
+    pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, KafkaError> {
+        let counter = Arc::new(DeliveryCounter::default());
+        let mut c = client.clone();
+        c.set("enable.idempotence", "true").set("linger.ms", "20");
+        let producer = c.create_with_context(Ctx(counter.clone()))?;
+        Ok(DeadLetterProducer {
+            producer,
+            topic: topic.to_string(),
+            counter,
+        })
+    }
+
+    pub fn send(&self, d: &DeadLetter<'_>) -> Result<(), KafkaError> {
+        let partition = d.partition.to_string();
+        let offset = d.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "reason", value: Some(d.reason) })
+            .insert(Header { key: "error", value: Some(d.detail.as_str()) })
+            .insert(Header { key: "source_topic", value: Some(d.topic) })
+            .insert(Header { key: "source_partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "source_offset", value: Some(offset.as_str()) });
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.topic).payload(d.payload).headers(headers);
+        if let Some(k) = d.key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for every queued dead letter; fails if any was not delivered, so the caller
+    /// does not commit past a message that went nowhere.
+    pub fn confirm(&self) -> Result<(), String> {
+        use rdkafka::producer::Producer;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| format!("dead-letter flush: {e}"))?;
+        let failed = self.counter.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(format!("{failed} dead letters were not delivered"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! Turns a batch of outputs into ClickHouse rows and writes them; shared by the Kafka job
+//! and the embedded demo so both write exactly the same rows.
+
+use crate::metrics::Metrics;
+use crate::pipeline::partition::Outputs;
+use crate::sink::clickhouse::now_s;
+use crate::sink::rows::{InteractionRow, SurveyRow, WindowRow};
+use crate::sink::{ClickHouseSink, SinkError};
+use crate::window::Grouping;
+use std::sync::Arc;
+
+pub struct Flusher {
+    pub sink: Option<Arc<ClickHouseSink>>,
+    pub metrics: Arc<Metrics>,
+    pub groupings: Vec<Grouping>,
+}
+
+impl Flusher {
+    /// Records business metrics and writes the batch. Returns once ClickHouse acknowledged.
+    pub async fn write(&self, out: &Outputs) -> Result<(), SinkError> {
+        self.metrics.record_business(out);
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        let now = now_s();
+        let surveys: Vec<SurveyRow> = out.surveys.iter().map(SurveyRow::from).collect();
+        let contacts: Vec<InteractionRow> = out.contacts.iter().map(InteractionRow::from).collect();
+        let windows: Vec<WindowRow> = out
+            .windows
+            .iter()
+            .map(|(p, u)| WindowRow::new(*p, u, &self.groupings, now))
+            .collect();
+        sink.write_batch(&surveys, &contacts, &windows).await
+    }
+}
