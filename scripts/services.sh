@@ -30,7 +30,13 @@ wait_port() { # host port what
   echo "$3 did not open $1:$2" >&2; return 1
 }
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start() {
+  for port in "$KAFKA_PORT" "$CH_HTTP_PORT" "$CH_TCP_PORT"; do
+    for _ in $(seq 1 40); do port_free "$port" && break; sleep 0.25; done
+    port_free "$port" || { echo "port $port is already in use: stop what holds it (scripts/services.sh stop)" >&2; exit 1; }
+  done
   rm -rf "$DIR"; mkdir -p "$DIR/tansu" "$DIR/ch/data" "$DIR/ch/tmp" "$DIR/ch/user_files" "$DIR/ch/format_schemas"
   local tansu; tansu=$(ensure_tansu)
   (cd "$DIR/tansu" && nohup "$tansu" broker \
@@ -73,6 +79,9 @@ XML
 
   wait_port 127.0.0.1 "$KAFKA_PORT" tansu
   wait_port 127.0.0.1 "$CH_HTTP_PORT" clickhouse
+  for p in tansu ch; do
+    kill -0 "$(cat "$DIR/$p.pid")" 2>/dev/null || { echo "$p exited at startup; see $DIR" >&2; exit 1; }
+  done
   echo "export CXP_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
   echo "export CXP_CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT"
 }

@@ -53,6 +53,8 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Passed to librdkafka as is (security.protocol, sasl.mechanism, ssl.ca.location, ...).
     pub client: BTreeMap<String, String>,
+    /// Consumer-only librdkafka settings (session.timeout.ms, fetch.max.bytes, ...).
+    pub consumer: BTreeMap<String, String>,
     /// Merged into `client` as sasl.password; prefer the CXP_KAFKA_SASL_PASSWORD variable.
     pub sasl_password: Option<Secret>,
     /// How long a caught-up partition may stay quiet before its clock follows its pair's.
@@ -68,6 +70,7 @@ impl Default for KafkaConfig {
             interaction_topic: "support-interactions".into(),
             dead_letter_topic: "cx-dead-letter".into(),
             client: BTreeMap::new(),
+            consumer: BTreeMap::new(),
             sasl_password: None,
             idle_timeout: "30s".into(),
         }
@@ -233,7 +236,9 @@ fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
     match humantime::parse_duration(s) {
         Ok(d) => d,
         Err(e) => {
-            errs.push(format!("{key} = {s:?}: {e} (use e.g. \"30s\", \"10m\", \"7d\")"));
+            errs.push(format!(
+                "{key} = {s:?}: {e} (use e.g. \"30s\", \"10m\", \"7d\")"
+            ));
             Duration::ZERO
         }
     }
@@ -247,7 +252,8 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
-                toml::from_str(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?
             }
         };
         cfg.apply_env(|k| std::env::var(k).ok());
@@ -297,16 +303,32 @@ impl Config {
         if k.survey_topic == k.interaction_topic {
             errs.push("kafka.interaction_topic must differ from kafka.survey_topic".into());
         }
-        for key in ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store"] {
-            if k.client.contains_key(key) {
-                errs.push(format!("kafka.client.\"{key}\" is managed by the pipeline; set it elsewhere or drop it"));
+        for key in [
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+        ] {
+            for (section, map) in [("client", &k.client), ("consumer", &k.consumer)] {
+                if map.contains_key(key) {
+                    errs.push(format!(
+                        "kafka.{section}.\"{key}\" is managed by the pipeline; drop it"
+                    ));
+                }
             }
         }
         let idle_timeout = duration("kafka.idle_timeout", &k.idle_timeout, &mut errs);
         if self.codec.format == WireFormat::Confluent
-            && self.codec.schema_registry_url.as_deref().unwrap_or("").is_empty()
+            && self
+                .codec
+                .schema_registry_url
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
         {
-            errs.push("codec.schema_registry_url is required when codec.format = \"confluent\"".into());
+            errs.push(
+                "codec.schema_registry_url is required when codec.format = \"confluent\"".into(),
+            );
         }
         let lookback = duration("join.lookback", &self.join.lookback, &mut errs);
         let max_wait = duration("join.max_wait", &self.join.max_wait, &mut errs);
@@ -323,7 +345,9 @@ impl Config {
             if d.as_millis() > 0 && d.as_millis() % 1000 == 0 {
                 sizes_ms.push(d.as_millis() as i64);
             } else if !d.is_zero() {
-                errs.push(format!("window.sizes[{i}] = {s:?} must be a whole number of seconds"));
+                errs.push(format!(
+                    "window.sizes[{i}] = {s:?} must be a whole number of seconds"
+                ));
             } else {
                 errs.push(format!("window.sizes[{i}] must be > 0"));
             }
@@ -343,19 +367,25 @@ impl Config {
                 Err(e) => errs.push(format!("window.grouping_sets[{i}]: {e}")),
             }
         }
-        if groupings.is_empty() && !w.grouping_sets.is_empty() || w.grouping_sets.is_empty() {
+        if w.grouping_sets.is_empty() {
             errs.push("window.grouping_sets must have at least one set ([] is overall)".into());
         }
         if groupings.len() > 32 {
             errs.push("window.grouping_sets: at most 32 sets".into());
         }
-        if !self.clickhouse.url.is_empty()
-            && !(self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://"))
-        {
-            errs.push(format!("clickhouse.url = {:?} must start with http:// or https://", self.clickhouse.url));
+        let url = &self.clickhouse.url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            errs.push(format!(
+                "clickhouse.url = {:?} must start with http:// or https://",
+                self.clickhouse.url
+            ));
         }
         if self.clickhouse.database.is_empty()
-            || !self.clickhouse.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !self
+                .clickhouse
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             errs.push("clickhouse.database must be a plain identifier ([A-Za-z0-9_])".into());
         }
@@ -363,8 +393,13 @@ impl Config {
             errs.push("sink.max_rows must be > 0".into());
         }
         let flush_period = duration("sink.period", &self.sink.period, &mut errs);
-        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
-            errs.push(format!("metrics.listen = {:?} is not an address like 127.0.0.1:9898", self.metrics.listen));
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errs.push(format!(
+                "metrics.listen = {:?} is not an address like 127.0.0.1:9898",
+                self.metrics.listen
+            ));
         }
         if !errs.is_empty() {
             return Err(ConfigError(errs));
@@ -378,7 +413,10 @@ impl Config {
                     max_contacts: self.join.max_contacts_per_partition,
                     max_pending: self.join.max_pending_per_partition,
                 },
-                window: WindowConfig { sizes_ms, groupings },
+                window: WindowConfig {
+                    sizes_ms,
+                    groupings,
+                },
                 out_of_orderness_ms: ooo.as_millis() as i64,
                 allowed_lateness_ms: lateness.as_millis() as i64,
             },
@@ -403,13 +441,20 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let v = Config::default().validate().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v.settings.window.sizes_ms, vec![60_000, 3_600_000, 86_400_000]);
+        let v = Config::default()
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v.settings.window.sizes_ms,
+            vec![60_000, 3_600_000, 86_400_000]
+        );
     }
 
     #[test]
     fn unknown_keys_fail_naming_the_key() {
-        let e = toml::from_str::<Config>("[window]\nsizez = [\"1m\"]\n").err().map(|e| e.to_string());
+        let e = toml::from_str::<Config>("[window]\nsizez = [\"1m\"]\n")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("sizez"));
     }
 
@@ -419,8 +464,17 @@ mod tests {
             "[window]\nsizes = [\"1m\", \"soon\"]\ngrouping_sets = [[\"colour\"]]\n[join]\nmax_wait = \"-3\"\n[sink]\nmax_rows = 0\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let msg = cfg.validate().err().map(|e| e.to_string()).unwrap_or_default();
-        for key in ["window.sizes[1]", "window.grouping_sets[0]", "join.max_wait", "sink.max_rows"] {
+        let msg = cfg
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for key in [
+            "window.sizes[1]",
+            "window.grouping_sets[0]",
+            "join.max_wait",
+            "sink.max_rows",
+        ] {
             assert!(msg.contains(key), "{key} missing from: {msg}");
         }
     }
@@ -437,6 +491,9 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
         assert_eq!(cfg.kafka.brokers, "b:1");
-        assert_eq!(cfg.kafka_client().get("sasl.password").map(String::as_str), Some("s3cret"));
+        assert_eq!(
+            cfg.kafka_client().get("sasl.password").map(String::as_str),
+            Some("s3cret")
+        );
     }
 }

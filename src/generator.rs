@@ -87,7 +87,9 @@ impl Malformed {
         match self {
             Malformed::BadMagic => "bad_magic_byte",
             Malformed::Truncated => "malformed_avro",
-            Malformed::NpsOutOfRange | Malformed::CsatOutOfRange | Malformed::NegativeDuration => "out_of_range",
+            Malformed::NpsOutOfRange | Malformed::CsatOutOfRange | Malformed::NegativeDuration => {
+                "out_of_range"
+            }
             Malformed::MissingId => "missing_field",
             Malformed::UnknownSchemaId => "unknown_schema_id",
         }
@@ -121,7 +123,10 @@ impl Encoder {
         let (schema, id, value) = match &g.event {
             Event::Survey(s) => {
                 let (nps, csat) = match g.malformed {
-                    Some(Malformed::NpsOutOfRange) => (Some(11 + (s.response_id.len() as i32 % 3)), s.csat_score.map(i32::from)),
+                    Some(Malformed::NpsOutOfRange) => (
+                        Some(11 + (s.response_id.len() as i32 % 3)),
+                        s.csat_score.map(i32::from),
+                    ),
                     Some(Malformed::CsatOutOfRange) => (s.nps_score.map(i32::from), Some(0)),
                     _ => (s.nps_score.map(i32::from), s.csat_score.map(i32::from)),
                 };
@@ -129,7 +134,11 @@ impl Encoder {
                 if g.malformed == Some(Malformed::MissingId) {
                     s.response_id.clear();
                 }
-                (&self.schemas.survey, self.ids.0, avro::survey_value(&s, nps, csat))
+                (
+                    &self.schemas.survey,
+                    self.ids.0,
+                    avro::survey_value(&s, nps, csat),
+                )
             }
             Event::Interaction(i) => {
                 let mut i = i.clone();
@@ -138,7 +147,11 @@ impl Encoder {
                     Some(Malformed::NegativeDuration) => i.hold_ms = -5,
                     _ => {}
                 }
-                (&self.schemas.interaction, self.ids.1, avro::interaction_value(&i))
+                (
+                    &self.schemas.interaction,
+                    self.ids.1,
+                    avro::interaction_value(&i),
+                )
             }
         };
         let mut datum = avro::encode(schema, value)?;
@@ -148,7 +161,11 @@ impl Encoder {
         let mut payload = match self.format {
             WireFormat::Avro => datum,
             WireFormat::Confluent => {
-                let id = if g.malformed == Some(Malformed::UnknownSchemaId) { UNKNOWN_SCHEMA_ID } else { id };
+                let id = if g.malformed == Some(Malformed::UnknownSchemaId) {
+                    UNKNOWN_SCHEMA_ID
+                } else {
+                    id
+                };
                 frame_confluent(id, &datum)
             }
         };
@@ -213,7 +230,11 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
         let product = *cust_rng.pick(&PRODUCTS);
         let ticket = format!("t{ticket_no:07}");
         let pre = r.chance(0.35);
-        let (bucket, category) = if pre { ("PRE_SALES", *r.pick(&PRE)) } else { ("POST_SALES", *r.pick(&POST)) };
+        let (bucket, category) = if pre {
+            ("PRE_SALES", *r.pick(&PRE))
+        } else {
+            ("POST_SALES", *r.pick(&POST))
+        };
         let contacts = 1 + r.below(3) as usize;
         let mut end = t;
         let mut handle_total = 0i64;
@@ -223,7 +244,11 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
             let agent = format!("{team}-a{:02}", r.below(8));
             let channel = *r.pick(&CHANNELS);
             let talk = (r.range(120_000, 600_000) as f64 * slow) as i64;
-            let hold = if r.chance(0.4) { r.range(10_000, 180_000) } else { 0 };
+            let hold = if r.chance(0.4) {
+                r.range(10_000, 180_000)
+            } else {
+                0
+            };
             let wrap = r.range(20_000, 120_000);
             let started = end + r.range(60_000, 3_600_000);
             end = started + talk + hold + wrap;
@@ -248,7 +273,13 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
                 resolved,
             };
             let arrival = end + lag(&mut r, cfg.late_share, true);
-            out.push(GenEvent { stream: Stream::Interaction, key: customer.clone(), event: Event::Interaction(i), malformed: None, arrival_ms: arrival });
+            out.push(GenEvent {
+                stream: Stream::Interaction,
+                key: customer.clone(),
+                event: Event::Interaction(i),
+                malformed: None,
+                arrival_ms: arrival,
+            });
         }
         let ticket_survey = r.chance(0.6);
         let relationship = r.chance(0.08);
@@ -262,7 +293,11 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
             let nps = base.round().clamp(0.0, 10.0) as u8;
             let csat = ((f64::from(nps) / 2.2).round() as u8).clamp(1, 5);
             seq += 1;
-            let submitted = if with_ticket { end + r.range(120_000, 3 * 3_600_000) } else { t + r.range(0, 3_600_000) };
+            let submitted = if with_ticket {
+                end + r.range(120_000, 3 * 3_600_000)
+            } else {
+                t + r.range(0, 3_600_000)
+            };
             let s = Survey {
                 response_id: format!("r{seq:08}"),
                 customer_id: customer.clone(),
@@ -277,16 +312,39 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
                 customer_tier: Some(tier.into()),
             };
             let arrival = submitted + lag(&mut r, cfg.late_share, false);
-            out.push(GenEvent { stream: Stream::Survey, key: customer.clone(), event: Event::Survey(s), malformed: None, arrival_ms: arrival });
+            out.push(GenEvent {
+                stream: Stream::Survey,
+                key: customer.clone(),
+                event: Event::Survey(s),
+                malformed: None,
+                arrival_ms: arrival,
+            });
         }
     }
     out.truncate(cfg.count);
     out.sort_by_key(|g| g.arrival_ms);
-    let kinds_survey = [Malformed::BadMagic, Malformed::Truncated, Malformed::NpsOutOfRange, Malformed::CsatOutOfRange, Malformed::MissingId, Malformed::UnknownSchemaId];
-    let kinds_contact = [Malformed::BadMagic, Malformed::Truncated, Malformed::MissingId, Malformed::NegativeDuration, Malformed::UnknownSchemaId];
+    let kinds_survey = [
+        Malformed::BadMagic,
+        Malformed::Truncated,
+        Malformed::NpsOutOfRange,
+        Malformed::CsatOutOfRange,
+        Malformed::MissingId,
+        Malformed::UnknownSchemaId,
+    ];
+    let kinds_contact = [
+        Malformed::BadMagic,
+        Malformed::Truncated,
+        Malformed::MissingId,
+        Malformed::NegativeDuration,
+        Malformed::UnknownSchemaId,
+    ];
     for g in &mut out {
         if r.chance(cfg.malformed_share) {
-            let kinds: &[Malformed] = if g.stream == Stream::Survey { &kinds_survey } else { &kinds_contact };
+            let kinds: &[Malformed] = if g.stream == Stream::Survey {
+                &kinds_survey
+            } else {
+                &kinds_contact
+            };
             let mut k = *r.pick(kinds);
             if k == Malformed::UnknownSchemaId && format == WireFormat::Avro {
                 k = Malformed::Truncated;
@@ -306,7 +364,9 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
 
 /// FNV-1a, for stable per-customer attributes.
 pub fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -315,15 +375,27 @@ mod tests {
 
     #[test]
     fn same_seed_same_events_and_malformed_payloads_fail_as_labelled() {
-        let cfg = GenConfig { count: 3000, malformed_share: 0.05, ..GenConfig::default() };
+        let cfg = GenConfig {
+            count: 3000,
+            malformed_share: 0.05,
+            ..GenConfig::default()
+        };
         let a = generate(&cfg, WireFormat::Confluent);
         let b = generate(&cfg, WireFormat::Confluent);
         assert_eq!(a.len(), 3000);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.event == y.event && x.malformed == y.malformed));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| x.event == y.event && x.malformed == y.malformed));
         assert!(a.windows(2).all(|w| w[0].arrival_ms <= w[1].arrival_ms));
         let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
-        let enc = Encoder { format: WireFormat::Confluent, schemas: schemas.clone(), ids: (1, 2) };
-        let mut dec = crate::codec::Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
+        let enc = Encoder {
+            format: WireFormat::Confluent,
+            schemas: schemas.clone(),
+            ids: (1, 2),
+        };
+        let mut dec =
+            crate::codec::Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
         dec.preload(Stream::Survey, 1, schemas.survey.clone());
         dec.preload(Stream::Interaction, 2, schemas.interaction.clone());
         dec.preload_unknown(Stream::Survey, UNKNOWN_SCHEMA_ID);

@@ -19,7 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(version, about = "Streaming customer-experience metrics: NPS, CSAT and AHT per segment")]
+#[command(
+    version,
+    about = "Streaming customer-experience metrics: NPS, CSAT and AHT per segment"
+)]
 struct Cli {
     /// TOML config file (defaults apply when omitted; see config/pipeline.toml).
     #[arg(long, short, global = true, env = "CXP_CONFIG")]
@@ -91,24 +94,51 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let command = cli.command.unwrap_or(Cmd::Demo { events: 60_000, rate: 5_000, seed: 42, partitions: 4 });
+    let command = cli.command.unwrap_or(Cmd::Demo {
+        events: 60_000,
+        rate: 5_000,
+        seed: 42,
+        partitions: 4,
+    });
     let result = match command {
         Cmd::Validate => {
             println!("configuration is valid");
             Ok(())
         }
-        Cmd::Demo { events, rate, seed, partitions } => rt.block_on(demo(cfg, validated, events, rate, seed, partitions)),
+        Cmd::Demo {
+            events,
+            rate,
+            seed,
+            partitions,
+        } => rt.block_on(demo(cfg, validated, events, rate, seed, partitions)),
         Cmd::Run { until_end } => run(&rt, cfg, validated, until_end),
-        Cmd::Generate { count, seed, rate, malformed_share, late_share, start_ms } => {
-            rt.block_on(produce(cfg, count, seed, rate, malformed_share, late_share, start_ms))
-        }
+        Cmd::Generate {
+            count,
+            seed,
+            rate,
+            malformed_share,
+            late_share,
+            start_ms,
+        } => rt.block_on(produce(
+            cfg,
+            count,
+            seed,
+            rate,
+            malformed_share,
+            late_share,
+            start_ms,
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +155,10 @@ fn install_shutdown(stop: Arc<AtomicBool>) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 tracing::error!("cannot install signal handlers");
                 return;
             };
@@ -150,25 +183,55 @@ async fn start_metrics(cfg: &Config, metrics: &Arc<Metrics>) -> Result<(), Strin
     Ok(())
 }
 
-async fn demo(cfg: Config, v: Validated, events: usize, rate: u64, seed: u64, partitions: i32) -> Result<(), String> {
+async fn demo(
+    cfg: Config,
+    v: Validated,
+    events: usize,
+    rate: u64,
+    seed: u64,
+    partitions: i32,
+) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new(cfg.metrics.max_label_sets));
     start_metrics(&cfg, &metrics).await?;
     let sink = if cfg.clickhouse.url.is_empty() {
         None
     } else {
-        Some(Arc::new(ClickHouseSink::connect(&cfg.clickhouse, metrics.clone()).await.map_err(|e| e.to_string())?))
+        Some(Arc::new(
+            ClickHouseSink::connect(&cfg.clickhouse, metrics.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        ))
     };
     let stop = Arc::new(AtomicBool::new(false));
     install_shutdown(stop.clone());
-    let flusher = Flusher { sink, metrics, groupings: v.settings.window.groupings.clone() };
-    let opts = embedded::DemoOptions { events, rate, seed, partitions, refresh: Duration::from_secs(1) };
+    let flusher = Flusher {
+        sink,
+        metrics,
+        groupings: v.settings.window.groupings.clone(),
+    };
+    let opts = embedded::DemoOptions {
+        events,
+        rate,
+        seed,
+        partitions,
+        refresh: Duration::from_secs(1),
+    };
     let started = Instant::now();
     let s = embedded::run(v.settings, flusher, opts, &stop).await?;
-    tracing::info!(events = s.processed, seconds = started.elapsed().as_secs_f64(), "demo finished");
+    tracing::info!(
+        events = s.processed,
+        seconds = started.elapsed().as_secs_f64(),
+        "demo finished"
+    );
     Ok(())
 }
 
-fn run(rt: &tokio::runtime::Runtime, cfg: Config, v: Validated, until_end: bool) -> Result<(), String> {
+fn run(
+    rt: &tokio::runtime::Runtime,
+    cfg: Config,
+    v: Validated,
+    until_end: bool,
+) -> Result<(), String> {
     if cfg.clickhouse.url.is_empty() {
         return Err("clickhouse.url (or CXP_CLICKHOUSE_URL) is required for `run`; try `demo` for a run without services".into());
     }
@@ -177,7 +240,9 @@ fn run(rt: &tokio::runtime::Runtime, cfg: Config, v: Validated, until_end: bool)
     let (sink, schemas) = rt.block_on(async {
         start_metrics(&cfg, &metrics).await?;
         install_shutdown(stop.clone());
-        let sink = ClickHouseSink::connect(&cfg.clickhouse, metrics.clone()).await.map_err(|e| e.to_string())?;
+        let sink = ClickHouseSink::connect(&cfg.clickhouse, metrics.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         let schemas = match &cfg.codec.schemas_dir {
             Some(d) => Schemas::load(d)?,
             None => Schemas::embedded()?,
@@ -185,7 +250,12 @@ fn run(rt: &tokio::runtime::Runtime, cfg: Config, v: Validated, until_end: bool)
         Ok::<_, String>((sink, schemas))
     })?;
     let registry = registry(&cfg);
-    let decoder = Decoder::new(cfg.codec.format, schemas, registry, Some(rt.handle().clone()));
+    let decoder = Decoder::new(
+        cfg.codec.format,
+        schemas,
+        registry,
+        Some(rt.handle().clone()),
+    );
     let mut job = kafka::KafkaJob {
         config: cfg,
         validated: v,
@@ -196,16 +266,37 @@ fn run(rt: &tokio::runtime::Runtime, cfg: Config, v: Validated, until_end: bool)
         bounded: until_end,
     };
     let summary = job.run(stop).map_err(|e| e.to_string())?;
-    tracing::info!(consumed = summary.consumed, dead_lettered = summary.dead_lettered, late = summary.late, "pipeline stopped cleanly");
+    tracing::info!(
+        consumed = summary.consumed,
+        dead_lettered = summary.dead_lettered,
+        late = summary.late,
+        "pipeline stopped cleanly"
+    );
     Ok(())
 }
 
 fn registry(cfg: &Config) -> Option<Registry> {
-    let url = cfg.codec.schema_registry_url.as_deref().filter(|u| !u.is_empty())?;
-    Some(Registry::new(url, cfg.codec.schema_registry_user.as_deref(), cfg.codec.schema_registry_password.as_ref()))
+    let url = cfg
+        .codec
+        .schema_registry_url
+        .as_deref()
+        .filter(|u| !u.is_empty())?;
+    Some(Registry::new(
+        url,
+        cfg.codec.schema_registry_user.as_deref(),
+        cfg.codec.schema_registry_password.as_ref(),
+    ))
 }
 
-async fn produce(cfg: Config, count: usize, seed: u64, rate: u64, malformed: f64, late: f64, start_ms: Option<i64>) -> Result<(), String> {
+async fn produce(
+    cfg: Config,
+    count: usize,
+    seed: u64,
+    rate: u64,
+    malformed: f64,
+    late: f64,
+    start_ms: Option<i64>,
+) -> Result<(), String> {
     let schemas = match &cfg.codec.schemas_dir {
         Some(d) => Schemas::load(d)?,
         None => Schemas::embedded()?,
@@ -213,14 +304,26 @@ async fn produce(cfg: Config, count: usize, seed: u64, rate: u64, malformed: f64
     let ids = match cfg.codec.format {
         WireFormat::Avro => (0, 0),
         WireFormat::Confluent => {
-            let r = registry(&cfg).ok_or("codec.schema_registry_url is required for the confluent format")?;
+            let r = registry(&cfg)
+                .ok_or("codec.schema_registry_url is required for the confluent format")?;
             (
-                r.register(&format!("{}-value", cfg.kafka.survey_topic), &schemas.survey_json).await?,
-                r.register(&format!("{}-value", cfg.kafka.interaction_topic), &schemas.interaction_json).await?,
+                r.register(
+                    &format!("{}-value", cfg.kafka.survey_topic),
+                    &schemas.survey_json,
+                )
+                .await?,
+                r.register(
+                    &format!("{}-value", cfg.kafka.interaction_topic),
+                    &schemas.interaction_json,
+                )
+                .await?,
             )
         }
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     let gen_cfg = GenConfig {
         seed,
         count,
@@ -230,9 +333,15 @@ async fn produce(cfg: Config, count: usize, seed: u64, rate: u64, malformed: f64
         ..GenConfig::default()
     };
     let events = generate(&gen_cfg, cfg.codec.format);
-    let enc = Encoder { format: cfg.codec.format, schemas, ids };
+    let enc = Encoder {
+        format: cfg.codec.format,
+        schemas,
+        ids,
+    };
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers).set("linger.ms", "20").set("enable.idempotence", "true");
+    c.set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true");
     for (k, v) in cfg.kafka_client() {
         c.set(k, v);
     }
@@ -244,11 +353,16 @@ async fn produce(cfg: Config, count: usize, seed: u64, rate: u64, malformed: f64
             Stream::Survey => &cfg.kafka.survey_topic,
             Stream::Interaction => &cfg.kafka.interaction_topic,
         };
-        let mut rec = BaseRecord::<str, [u8]>::to(topic).key(g.key.as_str()).payload(&payload);
+        let mut rec = BaseRecord::<str, [u8]>::to(topic)
+            .key(g.key.as_str())
+            .payload(&payload);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
-                Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
                     rec = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -262,8 +376,15 @@ async fn produce(cfg: Config, count: usize, seed: u64, rate: u64, malformed: f64
             }
         }
     }
-    producer.flush(Duration::from_secs(60)).map_err(|e| format!("flush: {e}"))?;
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("flush: {e}"))?;
     let bad = events.iter().filter(|g| g.malformed.is_some()).count();
-    tracing::info!(messages = events.len(), malformed = bad, seconds = started.elapsed().as_secs_f64(), "generated");
+    tracing::info!(
+        messages = events.len(),
+        malformed = bad,
+        seconds = started.elapsed().as_secs_f64(),
+        "generated"
+    );
     Ok(())
 }

@@ -27,7 +27,9 @@ fn datum(schema: &Schema, bytes: &[u8]) -> Result<Vec<(String, Value)>, DecodeEr
     }
     match v {
         Value::Record(fields) => Ok(fields),
-        other => Err(DecodeError::Avro(format!("expected a record, got {other:?}"))),
+        other => Err(DecodeError::Avro(format!(
+            "expected a record, got {other:?}"
+        ))),
     }
 }
 
@@ -203,8 +205,14 @@ pub fn survey_value(s: &Survey, nps: Option<i32>, csat: Option<i32>) -> Value {
         ("response_id".into(), Value::String(s.response_id.clone())),
         ("customer_id".into(), Value::String(s.customer_id.clone())),
         ("ticket_id".into(), opt(&s.ticket_id)),
-        ("submitted_at".into(), Value::TimestampMillis(s.submitted_at_ms)),
-        ("survey_channel".into(), symbol(&SURVEY_CHANNELS, &s.survey_channel)),
+        (
+            "submitted_at".into(),
+            Value::TimestampMillis(s.submitted_at_ms),
+        ),
+        (
+            "survey_channel".into(),
+            symbol(&SURVEY_CHANNELS, &s.survey_channel),
+        ),
         ("nps_score".into(), opt_int(nps)),
         ("csat_score".into(), opt_int(csat)),
         ("comment".into(), opt(&s.comment)),
@@ -216,7 +224,10 @@ pub fn survey_value(s: &Survey, nps: Option<i32>, csat: Option<i32>) -> Value {
 
 pub fn interaction_value(i: &Interaction) -> Value {
     Value::Record(vec![
-        ("interaction_id".into(), Value::String(i.interaction_id.clone())),
+        (
+            "interaction_id".into(),
+            Value::String(i.interaction_id.clone()),
+        ),
         ("ticket_id".into(), Value::String(i.ticket_id.clone())),
         ("customer_id".into(), Value::String(i.customer_id.clone())),
         ("agent_id".into(), Value::String(i.agent_id.clone())),

@@ -52,9 +52,13 @@ impl Schemas {
     /// Schemas from a directory holding survey_response.avsc and support_interaction.avsc.
     pub fn load(dir: &Path) -> Result<Self, String> {
         let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()))
+            std::fs::read_to_string(dir.join(f))
+                .map_err(|e| format!("{}: {e}", dir.join(f).display()))
         };
-        Self::parse(read("survey_response.avsc")?, read("support_interaction.avsc")?)
+        Self::parse(
+            read("survey_response.avsc")?,
+            read("support_interaction.avsc")?,
+        )
     }
 
     fn parse(survey_json: String, interaction_json: String) -> Result<Self, String> {
@@ -75,6 +79,10 @@ impl Schemas {
     }
 }
 
+/// A writer schema checked against the reader, or why it cannot be used
+/// (0 = unknown id, 1 = incompatible, with the detail).
+type CachedSchema = Result<Arc<Schema>, (u8, String)>;
+
 /// Resolves writer schemas and decodes payloads. One per consuming thread.
 pub struct Decoder {
     format: WireFormat,
@@ -82,7 +90,7 @@ pub struct Decoder {
     registry: Option<Registry>,
     runtime: Option<tokio::runtime::Handle>,
     /// Writer schema per (stream, id), checked once against the reader schema.
-    cache: HashMap<(Stream, u32), Result<Arc<Schema>, (u8, String)>>,
+    cache: HashMap<(Stream, u32), CachedSchema>,
 }
 
 impl Decoder {
@@ -130,10 +138,14 @@ impl Decoder {
 
     fn writer_schema(&mut self, stream: Stream, id: u32) -> Result<Arc<Schema>, DecodeError> {
         if let Some(cached) = self.cache.get(&(stream, id)) {
-            return cached.clone().map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
+            return cached
+                .clone()
+                .map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
         }
         let (Some(registry), Some(rt)) = (&self.registry, &self.runtime) else {
-            return Err(DecodeError::Registry("no schema registry configured".into()));
+            return Err(DecodeError::Registry(
+                "no schema registry configured".into(),
+            ));
         };
         // Not cached on failure: the registry may be back for the next message.
         let json = rt

@@ -20,7 +20,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,12 @@ impl Registry {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<(StatusCode, Bytes), String> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Bytes), String> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path))
@@ -78,7 +85,9 @@ impl Registry {
 
     /// The writer schema's JSON, or None when the registry says the id does not exist.
     pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, String> {
-        let (status, body) = self.call(Method::GET, &format!("/schemas/ids/{id}"), None).await?;
+        let (status, body) = self
+            .call(Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
         match status {
             StatusCode::OK => serde_json::from_slice::<SchemaResponse>(&body)
                 .map(|r| Some(r.schema))
@@ -92,7 +101,11 @@ impl Registry {
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
         let body = serde_json::json!({ "schema": schema }).to_string();
         let (status, resp) = self
-            .call(Method::POST, &format!("/subjects/{subject}/versions"), Some(body))
+            .call(
+                Method::POST,
+                &format!("/subjects/{subject}/versions"),
+                Some(body),
+            )
             .await?;
         if !status.is_success() {
             return Err(format!("registry answered {status} registering {subject}"));
@@ -107,7 +120,11 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -124,7 +141,13 @@ fn base64(input: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

@@ -59,32 +59,59 @@ fn both_wire_formats_round_trip() {
     let s = survey();
     let datum = survey_bytes(&s);
     let mut raw = Decoder::new(WireFormat::Avro, schemas(), None, None);
-    assert_eq!(raw.decode(Stream::Survey, &datum).ok(), Some(Event::Survey(s.clone())));
+    assert_eq!(
+        raw.decode(Stream::Survey, &datum).ok(),
+        Some(Event::Survey(s.clone()))
+    );
     let mut d = confluent_decoder();
-    assert_eq!(d.decode(Stream::Survey, &frame_confluent(7, &datum)).ok(), Some(Event::Survey(s)));
+    assert_eq!(
+        d.decode(Stream::Survey, &frame_confluent(7, &datum)).ok(),
+        Some(Event::Survey(s))
+    );
     let i = interaction();
-    let b = avro::encode(&schemas().interaction, avro::interaction_value(&i)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(d.decode(Stream::Interaction, &frame_confluent(8, &b)).ok(), Some(Event::Interaction(i)));
+    let b = avro::encode(&schemas().interaction, avro::interaction_value(&i))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        d.decode(Stream::Interaction, &frame_confluent(8, &b)).ok(),
+        Some(Event::Interaction(i))
+    );
 }
 
 #[test]
 fn newer_writer_with_an_added_optional_field_decodes_with_the_old_reader() {
     let mut json: serde_json::Value = serde_json::from_str(SURVEY_SCHEMA).unwrap_or_default();
     let fields = json["fields"].as_array_mut().map(|f| {
-        f.insert(3, serde_json::json!({"name": "language", "type": ["null", "string"], "default": null}));
+        f.insert(
+            3,
+            serde_json::json!({"name": "language", "type": ["null", "string"], "default": null}),
+        );
     });
     assert!(fields.is_some());
     let newer = Schema::parse_str(&json.to_string()).unwrap_or_else(|e| panic!("{e}"));
     assert!(SchemaCompatibility::can_read(&newer, &schemas().survey).is_ok());
     let s = survey();
-    let apache_avro::types::Value::Record(mut rec) = avro::survey_value(&s, Some(9), Some(4)) else {
+    let apache_avro::types::Value::Record(mut rec) = avro::survey_value(&s, Some(9), Some(4))
+    else {
         panic!("record expected")
     };
-    rec.insert(3, ("language".into(), apache_avro::types::Value::Union(1, Box::new(apache_avro::types::Value::String("de".into())))));
-    let datum = avro::encode(&newer, apache_avro::types::Value::Record(rec)).unwrap_or_else(|e| panic!("{e}"));
+    rec.insert(
+        3,
+        (
+            "language".into(),
+            apache_avro::types::Value::Union(
+                1,
+                Box::new(apache_avro::types::Value::String("de".into())),
+            ),
+        ),
+    );
+    let datum = avro::encode(&newer, apache_avro::types::Value::Record(rec))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut d = confluent_decoder();
     d.preload(Stream::Survey, 9, Arc::new(newer));
-    assert_eq!(d.decode(Stream::Survey, &frame_confluent(9, &datum)).ok(), Some(Event::Survey(s)));
+    assert_eq!(
+        d.decode(Stream::Survey, &frame_confluent(9, &datum)).ok(),
+        Some(Event::Survey(s))
+    );
 }
 
 #[test]
@@ -104,12 +131,20 @@ fn bad_payloads_get_a_reason_and_never_panic() {
     }
     d.preload_unknown(Stream::Survey, 5);
     let unknown = frame_confluent(5, &survey_bytes(&survey()));
-    assert_eq!(d.decode(Stream::Survey, &unknown).err().map(|e| e.reason()), Some("unknown_schema_id"));
+    assert_eq!(
+        d.decode(Stream::Survey, &unknown).err().map(|e| e.reason()),
+        Some("unknown_schema_id")
+    );
     // No registry configured: retryable, not dead-lettered.
     let e = d.decode(Stream::Survey, &frame_confluent(6, &[])).err();
     assert!(e.is_some_and(|e| e.is_retryable()));
     // A survey datum on the interaction topic.
-    let e = d.decode(Stream::Interaction, &frame_confluent(8, &survey_bytes(&survey()))).err();
+    let e = d
+        .decode(
+            Stream::Interaction,
+            &frame_confluent(8, &survey_bytes(&survey())),
+        )
+        .err();
     assert!(e.is_some());
     // Random garbage never panics.
     let mut r = crate::generator::Rng::new(7);
@@ -129,15 +164,29 @@ fn validation_names_the_field() {
     let mut d = Decoder::new(WireFormat::Avro, schemas(), None, None);
     let s = survey();
     let bad = |nps, csat| {
-        avro::encode(&schemas().survey, avro::survey_value(&s, nps, csat)).unwrap_or_else(|e| panic!("{e}"))
+        avro::encode(&schemas().survey, avro::survey_value(&s, nps, csat))
+            .unwrap_or_else(|e| panic!("{e}"))
     };
-    let e = d.decode(Stream::Survey, &bad(Some(11), None)).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = d
+        .decode(Stream::Survey, &bad(Some(11), None))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("nps_score") && e.contains("11"), "{e}");
-    let e = d.decode(Stream::Survey, &bad(None, Some(0))).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = d
+        .decode(Stream::Survey, &bad(None, Some(0)))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("csat_score"), "{e}");
     let mut i = interaction();
     i.ended_at_ms = 0;
-    let b = avro::encode(&schemas().interaction, avro::interaction_value(&i)).unwrap_or_else(|e| panic!("{e}"));
-    let e = d.decode(Stream::Interaction, &b).err().map(|e| e.to_string()).unwrap_or_default();
+    let b = avro::encode(&schemas().interaction, avro::interaction_value(&i))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = d
+        .decode(Stream::Interaction, &b)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("ended_at"), "{e}");
 }

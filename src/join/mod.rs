@@ -143,7 +143,12 @@ impl JoinState {
     }
 
     /// Settles every survey whose deadline is below the contact stream's horizon.
-    pub fn resolve_until(&mut self, contact_horizon: i64, cfg: &JoinConfig, out: &mut Vec<Resolved>) {
+    pub fn resolve_until(
+        &mut self,
+        contact_horizon: i64,
+        cfg: &JoinConfig,
+        out: &mut Vec<Resolved>,
+    ) {
         while let Some(entry) = self.pending.first_entry() {
             if entry.key().0 >= contact_horizon {
                 break;

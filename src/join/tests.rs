@@ -57,16 +57,24 @@ fn resolve_one(j: &mut JoinState, c: &JoinConfig) -> Resolved {
 
 #[test]
 fn ticket_survey_goes_to_last_or_first_agent() {
-    for (policy, agent) in [(AttributionPolicy::Last, "b"), (AttributionPolicy::First, "a")] {
+    for (policy, agent) in [
+        (AttributionPolicy::Last, "b"),
+        (AttributionPolicy::First, "a"),
+    ] {
         let c = cfg(policy);
         let mut j = JoinState::default();
         j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), &c);
         j.add_contact(&contact("i2", "t1", "c1", "b", 1010 * MIN), &c);
         j.add_contact(&contact("i3", "t2", "c1", "z", 1020 * MIN), &c);
-        assert!(j.add_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c).is_none());
+        assert!(j
+            .add_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c)
+            .is_none());
         let r = resolve_one(&mut j, &c);
         let a = r.attribution.expect("attributed");
-        assert_eq!((a.agent_id.as_str(), a.matched_by), (agent, MatchKind::Ticket));
+        assert_eq!(
+            (a.agent_id.as_str(), a.matched_by),
+            (agent, MatchKind::Ticket)
+        );
     }
 }
 
@@ -79,7 +87,10 @@ fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
     j.add_contact(&contact("i3", "t3", "c2", "z", 2500 * MIN), &c);
     j.add_survey(survey("s1", "c1", None, 2100 * MIN), &c);
     let a = resolve_one(&mut j, &c).attribution.expect("attributed");
-    assert_eq!((a.ticket_id.as_str(), a.matched_by), ("t2", MatchKind::Customer));
+    assert_eq!(
+        (a.ticket_id.as_str(), a.matched_by),
+        ("t2", MatchKind::Customer)
+    );
 
     // Beyond the lookback: unattributed.
     let far = 2000 * MIN + c.lookback_ms + MIN;
@@ -111,10 +122,18 @@ fn caps_bound_state_and_report_overflow() {
     c.max_pending = 1;
     let mut j = JoinState::default();
     assert_eq!(j.add_contact(&contact("i1", "t1", "c1", "a", MIN), &c), 0);
-    assert_eq!(j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), &c), 0);
-    assert_eq!(j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), &c), 1);
+    assert_eq!(
+        j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), &c),
+        0
+    );
+    assert_eq!(
+        j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), &c),
+        1
+    );
     assert_eq!(j.contacts_len(), 2);
-    assert!(j.add_survey(survey("s1", "c1", Some("t1"), MIN), &c).is_none());
+    assert!(j
+        .add_survey(survey("s1", "c1", Some("t1"), MIN), &c)
+        .is_none());
     let forced = j.add_survey(survey("s2", "c1", Some("t2"), 2 * MIN), &c);
     let forced = forced.expect("oldest settled early");
     assert!(forced.forced);

@@ -6,7 +6,8 @@ pub mod server;
 
 use crate::pipeline::partition::Outputs;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -39,14 +40,18 @@ pub struct Metrics {
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let c =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     g
 }
 
@@ -56,46 +61,135 @@ impl Metrics {
     pub fn new(max_label_sets: usize) -> Self {
         let r = Registry::new();
         let insert_seconds = HistogramVec::new(
-            HistogramOpts::new("cx_clickhouse_insert_seconds", "ClickHouse insert latency per table")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "cx_clickhouse_insert_seconds",
+                "ClickHouse insert latency per table",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["table"],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(insert_seconds.clone())).unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(insert_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let flush_seconds = Histogram::with_opts(HistogramOpts::new(
             "cx_flush_seconds",
             "Time to write a batch, checkpoint and commit",
         ))
         .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(flush_seconds.clone())).unwrap_or_else(|e| panic!("{e}"));
-        let checkpoints = IntCounter::new("cx_checkpoints_total", "Partition checkpoints written").unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(checkpoints.clone())).unwrap_or_else(|e| panic!("{e}"));
-        let commit_errors = IntCounter::new("cx_commit_errors_total", "Failed Kafka offset commits").unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(commit_errors.clone())).unwrap_or_else(|e| panic!("{e}"));
-        let up = IntGauge::new("cx_pipeline_up", "1 while the pipeline runs").unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(up.clone())).unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(flush_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let checkpoints = IntCounter::new("cx_checkpoints_total", "Partition checkpoints written")
+            .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(checkpoints.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let commit_errors =
+            IntCounter::new("cx_commit_errors_total", "Failed Kafka offset commits")
+                .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(commit_errors.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let up = IntGauge::new("cx_pipeline_up", "1 while the pipeline runs")
+            .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(up.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let biz = ["region", "channel", "bucket"];
         Metrics {
-            consumed: counter(&r, "cx_consumed_total", "Messages consumed", &["topic", "partition"]),
-            lag: gauge(&r, "cx_consumer_lag", "High watermark minus next offset", &["topic", "partition"]),
-            decode_errors: counter(&r, "cx_decode_errors_total", "Messages that failed decoding or validation", &["topic", "reason"]),
-            dead_lettered: counter(&r, "cx_dead_lettered_total", "Messages sent to the dead-letter topic", &["reason"]),
-            late: counter(&r, "cx_late_events_total", "Events beyond allowed lateness (dead-lettered)", &["topic"]),
-            join: counter(&r, "cx_join_total", "Survey join outcomes; evicted counts contacts pushed out by the cap", &["result"]),
-            state: gauge(&r, "cx_state_entries", "Entries held in join and window state", &["kind"]),
-            watermark: gauge(&r, "cx_watermark_seconds", "Event-time floor per stream and partition", &["stream", "partition"]),
-            rows_written: counter(&r, "cx_rows_written_total", "Rows acknowledged by ClickHouse", &["table"]),
+            consumed: counter(
+                &r,
+                "cx_consumed_total",
+                "Messages consumed",
+                &["topic", "partition"],
+            ),
+            lag: gauge(
+                &r,
+                "cx_consumer_lag",
+                "High watermark minus next offset",
+                &["topic", "partition"],
+            ),
+            decode_errors: counter(
+                &r,
+                "cx_decode_errors_total",
+                "Messages that failed decoding or validation",
+                &["topic", "reason"],
+            ),
+            dead_lettered: counter(
+                &r,
+                "cx_dead_lettered_total",
+                "Messages sent to the dead-letter topic",
+                &["reason"],
+            ),
+            late: counter(
+                &r,
+                "cx_late_events_total",
+                "Events beyond allowed lateness (dead-lettered)",
+                &["topic"],
+            ),
+            join: counter(
+                &r,
+                "cx_join_total",
+                "Survey join outcomes; evicted counts contacts pushed out by the cap",
+                &["result"],
+            ),
+            state: gauge(
+                &r,
+                "cx_state_entries",
+                "Entries held in join and window state",
+                &["kind"],
+            ),
+            watermark: gauge(
+                &r,
+                "cx_watermark_seconds",
+                "Event-time floor per stream and partition",
+                &["stream", "partition"],
+            ),
+            rows_written: counter(
+                &r,
+                "cx_rows_written_total",
+                "Rows acknowledged by ClickHouse",
+                &["table"],
+            ),
             insert_seconds,
-            insert_errors: counter(&r, "cx_clickhouse_errors_total", "Failed ClickHouse operations", &["table", "kind"]),
+            insert_errors: counter(
+                &r,
+                "cx_clickhouse_errors_total",
+                "Failed ClickHouse operations",
+                &["table", "kind"],
+            ),
             checkpoints,
             commit_errors,
             flush_seconds,
-            responses: counter(&r, "cx_survey_responses_total", "Survey responses folded", &biz),
-            nps_answers: counter(&r, "cx_nps_answers_total", "NPS answers by class", &["region", "channel", "bucket", "class"]),
+            responses: counter(
+                &r,
+                "cx_survey_responses_total",
+                "Survey responses folded",
+                &biz,
+            ),
+            nps_answers: counter(
+                &r,
+                "cx_nps_answers_total",
+                "NPS answers by class",
+                &["region", "channel", "bucket", "class"],
+            ),
             csat_answers: counter(&r, "cx_csat_answers_total", "CSAT answers", &biz),
-            csat_satisfied: counter(&r, "cx_csat_satisfied_total", "CSAT answers of 4 or 5", &biz),
-            contacts: counter(&r, "cx_contacts_total", "Support contacts handled", &["team", "channel", "bucket"]),
-            handle_ms: counter(&r, "cx_handle_time_ms_total", "Sum of handle time (talk+hold+wrap), ms", &["team", "channel", "bucket"]),
+            csat_satisfied: counter(
+                &r,
+                "cx_csat_satisfied_total",
+                "CSAT answers of 4 or 5",
+                &biz,
+            ),
+            contacts: counter(
+                &r,
+                "cx_contacts_total",
+                "Support contacts handled",
+                &["team", "channel", "bucket"],
+            ),
+            handle_ms: counter(
+                &r,
+                "cx_handle_time_ms_total",
+                "Sum of handle time (talk+hold+wrap), ms",
+                &["team", "channel", "bucket"],
+            ),
             up,
             registry: r,
             cap: max_label_sets,
@@ -152,7 +246,9 @@ impl Metrics {
             self.responses.with_label_values(&l).inc_by(s.n);
             for (i, class) in ["promoter", "passive", "detractor"].iter().enumerate() {
                 if s.classes[i] > 0 {
-                    self.nps_answers.with_label_values(&[l[0], l[1], l[2], class]).inc_by(s.classes[i]);
+                    self.nps_answers
+                        .with_label_values(&[l[0], l[1], l[2], class])
+                        .inc_by(s.classes[i]);
                 }
             }
             if s.csat > 0 {
@@ -163,7 +259,9 @@ impl Metrics {
         let mut contacts: HashMap<[&str; 3], (u64, u64)> = HashMap::new();
         for f in &out.contacts {
             let i = &f.interaction;
-            let e = contacts.entry([&i.team, &i.channel, &i.bucket]).or_default();
+            let e = contacts
+                .entry([&i.team, &i.channel, &i.bucket])
+                .or_default();
             e.0 += 1;
             e.1 += i.handle_ms() as u64;
         }
@@ -181,13 +279,18 @@ impl Metrics {
                 None => 2,
             }] += 1;
         }
-        for (i, r) in ["matched_ticket", "matched_customer", "unattributed"].iter().enumerate() {
+        for (i, r) in ["matched_ticket", "matched_customer", "unattributed"]
+            .iter()
+            .enumerate()
+        {
             if matched[i] > 0 {
                 self.join.with_label_values(&[r]).inc_by(matched[i]);
             }
         }
         if out.join_evicted > 0 {
-            self.join.with_label_values(&["evicted"]).inc_by(out.join_evicted);
+            self.join
+                .with_label_values(&["evicted"])
+                .inc_by(out.join_evicted);
         }
     }
 
@@ -212,7 +315,11 @@ mod tests {
         assert_eq!(m.capped(["a", "b", "c"])[0], "a");
         assert_eq!(m.capped(["d", "b", "c"])[0], "d");
         assert_eq!(m.capped(["e", "b", "c"])[0], "other");
-        assert_eq!(m.capped(["a", "b", "c"])[0], "a", "known sets keep their labels");
+        assert_eq!(
+            m.capped(["a", "b", "c"])[0],
+            "a",
+            "known sets keep their labels"
+        );
         assert!(m.render().contains("cx_pipeline_up"));
     }
 }

@@ -18,7 +18,12 @@ pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<std::ne
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
-                let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut buf),
+                )
+                .await
+                {
                     Ok(Ok(n)) => n,
                     _ => return,
                 };

@@ -39,7 +39,9 @@ impl Core {
 
     /// State of a partition pair, created empty on first use.
     pub fn partition_mut(&mut self, p: i32) -> &mut PartitionState {
-        self.parts.entry(p).or_insert_with(|| PartitionState::new(p))
+        self.parts
+            .entry(p)
+            .or_insert_with(|| PartitionState::new(p))
     }
 
     pub fn partition(&self, p: i32) -> Option<&PartitionState> {
@@ -62,7 +64,10 @@ impl Core {
 
     pub fn process(&mut self, partition: i32, offset: i64, event: Event) -> Result<(), TooLate> {
         let st = &self.settings;
-        let ps = self.parts.entry(partition).or_insert_with(|| PartitionState::new(partition));
+        let ps = self
+            .parts
+            .entry(partition)
+            .or_insert_with(|| PartitionState::new(partition));
         match event {
             Event::Survey(s) => ps.on_survey(s, offset, st, &mut self.interner, &mut self.out),
             Event::Interaction(i) => {

@@ -104,7 +104,13 @@ impl PartitionState {
     }
 
     /// Checks lateness and moves the stream's clock. Offsets at or past `next_offset` only.
-    fn accept(&mut self, stream: Stream, offset: i64, t: i64, st: &Settings) -> Result<(), TooLate> {
+    fn accept(
+        &mut self,
+        stream: Stream,
+        offset: i64,
+        t: i64,
+        st: &Settings,
+    ) -> Result<(), TooLate> {
         let c = &mut self.clocks[stream as usize];
         c.next_offset = c.next_offset.max(offset + 1);
         if t < c.floor_ms {
@@ -166,13 +172,26 @@ impl PartitionState {
         Ok(())
     }
 
-    fn fold_survey(&mut self, r: Resolved, st: &Settings, interner: &mut Interner, out: &mut Outputs) {
+    fn fold_survey(
+        &mut self,
+        r: Resolved,
+        st: &Settings,
+        interner: &mut Interner,
+        out: &mut Outputs,
+    ) {
         let dims = interner.survey_dims(&r.survey, r.attribution.as_ref());
-        let (nps, csat, attributed) = (r.survey.nps_score, r.survey.csat_score, r.attribution.is_some());
-        self.windows
-            .add(r.survey.submitted_at_ms, &dims, interner.empty(), &st.window, |p| {
-                p.add_survey(nps, csat, attributed)
-            });
+        let (nps, csat, attributed) = (
+            r.survey.nps_score,
+            r.survey.csat_score,
+            r.attribution.is_some(),
+        );
+        self.windows.add(
+            r.survey.submitted_at_ms,
+            &dims,
+            interner.empty(),
+            &st.window,
+            |p| p.add_survey(nps, csat, attributed),
+        );
         out.surveys.push(SurveyFact {
             partition: self.partition,
             resolved: r,
@@ -195,9 +214,13 @@ impl PartitionState {
         let mut closed = Vec::new();
         self.windows
             .close_until(survey_floor.min(contact_floor).min(pending), &mut closed);
-        out.windows.extend(closed.into_iter().map(|u| (self.partition, u)));
-        self.join
-            .evict_before(survey_floor.min(pending).saturating_sub(st.join.lookback_ms));
+        out.windows
+            .extend(closed.into_iter().map(|u| (self.partition, u)));
+        self.join.evict_before(
+            survey_floor
+                .min(pending)
+                .saturating_sub(st.join.lookback_ms),
+        );
     }
 
     /// End of a bounded input: nothing more can arrive, so settle and close everything.
@@ -205,12 +228,20 @@ impl PartitionState {
         self.settle(i64::MAX, st, interner, out);
         let mut closed = Vec::new();
         self.windows.close_until(i64::MAX, &mut closed);
-        out.windows.extend(closed.into_iter().map(|u| (self.partition, u)));
+        out.windows
+            .extend(closed.into_iter().map(|u| (self.partition, u)));
     }
 
-    fn settle(&mut self, contact_floor: i64, st: &Settings, interner: &mut Interner, out: &mut Outputs) {
+    fn settle(
+        &mut self,
+        contact_floor: i64,
+        st: &Settings,
+        interner: &mut Interner,
+        out: &mut Outputs,
+    ) {
         let mut resolved = Vec::new();
-        self.join.resolve_until(contact_floor, &st.join, &mut resolved);
+        self.join
+            .resolve_until(contact_floor, &st.join, &mut resolved);
         for r in resolved {
             self.fold_survey(r, st, interner, out);
         }
@@ -220,7 +251,8 @@ impl PartitionState {
     pub fn drain(&mut self, out: &mut Outputs) {
         let mut v = Vec::new();
         self.windows.drain_dirty(&mut v);
-        out.windows.extend(v.into_iter().map(|u| (self.partition, u)));
+        out.windows
+            .extend(v.into_iter().map(|u| (self.partition, u)));
     }
 
     /// Checkpoint encoding. Includes offsets, so state and position restore together.

@@ -38,7 +38,10 @@ pub enum SinkError {
     #[error("ClickHouse server {version} is older than the supported {}.{}", MIN_VERSION.0, MIN_VERSION.1)]
     TooOld { version: String },
     #[error("ClickHouse server {version} acknowledged a {compression} insert but stored nothing; set clickhouse.compression = \"none\"")]
-    SilentLoss { version: String, compression: &'static str },
+    SilentLoss {
+        version: String,
+        compression: &'static str,
+    },
     #[error("cannot read ClickHouse version: {0}")]
     Version(String),
 }
@@ -52,9 +55,16 @@ impl SinkError {
             E::BadResponse(msg) => {
                 // Codes: 159 timeout, 202 too many queries, 203 no free connection,
                 // 241 memory limit, 252 too many parts, 394 query cancelled.
-                ["Code: 159", "Code: 202", "Code: 203", "Code: 241", "Code: 252", "Code: 394"]
-                    .iter()
-                    .any(|c| msg.contains(c))
+                [
+                    "Code: 159",
+                    "Code: 202",
+                    "Code: 203",
+                    "Code: 241",
+                    "Code: 252",
+                    "Code: 394",
+                ]
+                .iter()
+                .any(|c| msg.contains(c))
             }
             _ => false,
         }
@@ -121,19 +131,37 @@ impl ClickHouseSink {
                     source: e,
                 })?;
         }
-        sink.probe(if compression == Compression::Lz4 { "lz4" } else { "none" })
-            .await?;
+        // Inserts name the bare table: the crate quotes `db.table` as one identifier.
+        let sink = ClickHouseSink {
+            client: sink.client.clone().with_database(&sink.db),
+            ..sink
+        };
+        sink.probe(if compression == Compression::Lz4 {
+            "lz4"
+        } else {
+            "none"
+        })
+        .await?;
         tracing::info!(%version, ?compression, validation = modern, "ClickHouse ready");
         Ok(sink)
     }
 
     async fn probe(&self, compression: &'static str) -> Result<(), SinkError> {
         let token = format!("{}-{}", std::process::id(), now_s());
-        self.insert("insert_probe", &[ProbeRow { token: token.clone(), at: now_s() }])
-            .await?;
+        self.insert(
+            "insert_probe",
+            &[ProbeRow {
+                token: token.clone(),
+                at: now_s(),
+            }],
+        )
+        .await?;
         let n: u64 = self
             .client
-            .query(&format!("SELECT count() FROM {}.insert_probe WHERE token = ?", self.db))
+            .query(&format!(
+                "SELECT count() FROM {}.insert_probe WHERE token = ?",
+                self.db
+            ))
             .bind(&token)
             .fetch_one()
             .await
@@ -169,13 +197,12 @@ impl ClickHouseSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let full = format!("{}.{}", self.db, table);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
             let res = async {
-                let mut ins = self.client.insert::<T>(&full).await?;
+                let mut ins = self.client.insert::<T>(table).await?;
                 for r in rows {
                     ins.write(r).await?;
                 }
@@ -188,7 +215,10 @@ impl ClickHouseSink {
                         .insert_seconds
                         .with_label_values(&[table])
                         .observe(started.elapsed().as_secs_f64());
-                    self.metrics.rows_written.with_label_values(&[table]).inc_by(rows.len() as u64);
+                    self.metrics
+                        .rows_written
+                        .with_label_values(&[table])
+                        .inc_by(rows.len() as u64);
                     return Ok(());
                 }
                 Err(e) => {
@@ -224,11 +254,19 @@ impl ClickHouseSink {
     }
 
     /// Latest checkpoint per partition of a consumer group.
-    pub async fn load_checkpoints(&self, group: &str, partitions: &[i32]) -> Result<Vec<CheckpointRow>, SinkError> {
+    pub async fn load_checkpoints(
+        &self,
+        group: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<CheckpointRow>, SinkError> {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
-        let list = partitions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let list = partitions
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         self.client
             .query(&format!(
                 "SELECT ?fields FROM {}.checkpoints FINAL WHERE consumer_group = ? AND source_partition IN ({list})",

@@ -43,7 +43,8 @@ impl From<&SurveyFact> for SurveyRow {
         let un = |g: fn(&crate::model::Attribution) -> &str| {
             a.map(g).unwrap_or(crate::model::UNATTRIBUTED).to_string()
         };
-        let unknown = |o: &Option<String>| o.clone().unwrap_or_else(|| crate::model::UNKNOWN.into());
+        let unknown =
+            |o: &Option<String>| o.clone().unwrap_or_else(|| crate::model::UNKNOWN.into());
         SurveyRow {
             response_id: s.response_id.clone(),
             customer_id: s.customer_id.clone(),
@@ -110,7 +111,10 @@ impl From<&ContactFact> for InteractionRow {
             channel: i.channel.clone(),
             bucket: i.bucket.clone(),
             category: i.category.clone(),
-            product: i.product.clone().unwrap_or_else(|| crate::model::UNKNOWN.into()),
+            product: i
+                .product
+                .clone()
+                .unwrap_or_else(|| crate::model::UNKNOWN.into()),
             started_at: secs(i.started_at_ms),
             ended_at: secs(i.ended_at_ms),
             ended_at_ms: i.ended_at_ms,

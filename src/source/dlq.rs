@@ -64,13 +64,29 @@ impl DeadLetterProducer {
         let partition = d.partition.to_string();
         let offset = d.offset.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(d.reason) })
-            .insert(Header { key: "error", value: Some(d.detail.as_str()) })
-            .insert(Header { key: "source_topic", value: Some(d.topic) })
-            .insert(Header { key: "source_partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "source_offset", value: Some(offset.as_str()) });
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&self.topic).payload(d.payload).headers(headers);
+            .insert(Header {
+                key: "reason",
+                value: Some(d.reason),
+            })
+            .insert(Header {
+                key: "error",
+                value: Some(d.detail.as_str()),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(d.topic),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
+            .payload(d.payload)
+            .headers(headers);
         if let Some(k) = d.key {
             record = record.key(k);
         }

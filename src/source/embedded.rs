@@ -37,24 +37,38 @@ impl DemoSummary {
             let a = f.resolved.attribution.as_ref();
             let team = a.map_or(UNATTRIBUTED, |a| a.team.as_str());
             let bucket = a.map_or(UNATTRIBUTED, |a| a.bucket.as_str());
-            for key in [("overall", ""), ("region", s.region.as_deref().unwrap_or(UNKNOWN)), ("team", team), ("bucket", bucket)] {
-                self.entry(key).add_survey(s.nps_score, s.csat_score, a.is_some());
+            for key in [
+                ("overall", ""),
+                ("region", s.region.as_deref().unwrap_or(UNKNOWN)),
+                ("team", team),
+                ("bucket", bucket),
+            ] {
+                self.entry(key)
+                    .add_survey(s.nps_score, s.csat_score, a.is_some());
             }
         }
         for f in &out.contacts {
             let i = &f.interaction;
-            for key in [("overall", ""), ("team", i.team.as_str()), ("bucket", i.bucket.as_str())] {
-                self.entry(key).add_contact(i.talk_ms as u64, i.hold_ms as u64, i.wrap_ms as u64);
+            for key in [
+                ("overall", ""),
+                ("team", i.team.as_str()),
+                ("bucket", i.bucket.as_str()),
+            ] {
+                self.entry(key)
+                    .add_contact(i.talk_ms as u64, i.hold_ms as u64, i.wrap_ms as u64);
             }
         }
     }
 
     fn entry(&mut self, (g, v): (&str, &str)) -> &mut Partial {
-        self.segments.entry((g.to_string(), v.to_string())).or_default()
+        self.segments
+            .entry((g.to_string(), v.to_string()))
+            .or_default()
     }
 
     pub fn render(&self) -> String {
-        let f = |x: Option<f64>, w: usize| x.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.1}"));
+        let f =
+            |x: Option<f64>, w: usize| x.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.1}"));
         let mut s = format!(
             "events processed {}  dead-lettered {}  too late {}\n{:<8} {:<14} {:>9} {:>7} {:>6} {:>7} {:>9} {:>8}\n",
             self.processed, self.dead_lettered, self.late, "segment", "value", "responses", "NPS", "+/-", "CSAT%", "contacts", "AHT s"
@@ -62,14 +76,26 @@ impl DemoSummary {
         for ((g, v), p) in &self.segments {
             s.push_str(&format!(
                 "{:<8} {:<14} {:>9} {} {} {} {:>9} {}\n",
-                g, v, p.responses, f(p.nps(), 7), f(p.nps_margin_of_error(), 6), f(p.csat_pct(), 7), p.contacts, f(p.aht_s(), 8)
+                g,
+                v,
+                p.responses,
+                f(p.nps(), 7),
+                f(p.nps_margin_of_error(), 6),
+                f(p.csat_pct(), 7),
+                p.contacts,
+                f(p.aht_s(), 8)
             ));
         }
         s
     }
 }
 
-pub async fn run(settings: Settings, flusher: Flusher, opts: DemoOptions, stop: &AtomicBool) -> Result<DemoSummary, String> {
+pub async fn run(
+    settings: Settings,
+    flusher: Flusher,
+    opts: DemoOptions,
+    stop: &AtomicBool,
+) -> Result<DemoSummary, String> {
     let schemas = Schemas::embedded()?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +109,11 @@ pub async fn run(settings: Settings, flusher: Flusher, opts: DemoOptions, stop: 
         ..GenConfig::default()
     };
     let events = generate(&gen_cfg, WireFormat::Confluent);
-    let enc = Encoder { format: WireFormat::Confluent, schemas: schemas.clone(), ids: (1, 2) };
+    let enc = Encoder {
+        format: WireFormat::Confluent,
+        schemas: schemas.clone(),
+        ids: (1, 2),
+    };
     let mut dec = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
     dec.preload(Stream::Survey, 1, schemas.survey.clone());
     dec.preload(Stream::Interaction, 2, schemas.interaction.clone());
@@ -121,7 +151,11 @@ pub async fn run(settings: Settings, flusher: Flusher, opts: DemoOptions, stop: 
                 Err(e) => {
                     core.skip(g.stream, p, offset);
                     summary.dead_lettered += 1;
-                    flusher.metrics.dead_lettered.with_label_values(&[e.reason()]).inc();
+                    flusher
+                        .metrics
+                        .dead_lettered
+                        .with_label_values(&[e.reason()])
+                        .inc();
                 }
             }
         }
@@ -136,7 +170,11 @@ pub async fn run(settings: Settings, flusher: Flusher, opts: DemoOptions, stop: 
             summary.fold(&out);
             let text = summary.render();
             let mut so = std::io::stdout().lock();
-            let _ = if tty { write!(so, "\x1b[2J\x1b[H{text}") } else { writeln!(so, "{text}") };
+            let _ = if tty {
+                write!(so, "\x1b[2J\x1b[H{text}")
+            } else {
+                writeln!(so, "{text}")
+            };
             last_refresh = Instant::now();
         }
         if let Some(rest) = tick.checked_sub(tick_start.elapsed()) {

@@ -53,12 +53,24 @@ struct Ctx {
     changes: Mutex<Vec<Change>>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End-of-partition is how bounded runs learn they are done, not an error.
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         let parts = |tpl: &TopicPartitionList| {
-            tpl.elements().iter().map(|e| e.partition()).collect::<BTreeSet<_>>().into_iter().collect()
+            tpl.elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
         };
         let change = match r {
             Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
@@ -68,7 +80,10 @@ impl ConsumerContext for Ctx {
                 return;
             }
         };
-        self.changes.lock().unwrap_or_else(|p| p.into_inner()).push(change);
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
     }
 }
 
@@ -131,11 +146,16 @@ impl KafkaJob {
             .set("partition.assignment.strategy", "range")
             .set("fetch.wait.max.ms", "100")
             .set("fetch.error.backoff.ms", "50");
-        for (k, v) in self.config.kafka_client() {
+        for (k, v) in &self.config.kafka.consumer {
             cc.set(k, v);
         }
-        let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx { changes: Mutex::new(Vec::new()) })?;
-        let topics = [self.config.kafka.survey_topic.clone(), self.config.kafka.interaction_topic.clone()];
+        let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
+            changes: Mutex::new(Vec::new()),
+        })?;
+        let topics = [
+            self.config.kafka.survey_topic.clone(),
+            self.config.kafka.interaction_topic.clone(),
+        ];
         check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
         consumer.subscribe(&[&topics[0], &topics[1]])?;
         let dlq = DeadLetterProducer::new(&client, &self.config.kafka.dead_letter_topic)?;
@@ -190,7 +210,9 @@ fn check_topics(c: &BaseConsumer<Ctx>, topics: &[String; 2], dlq: &str) -> Resul
         }
     }
     if count(dlq).is_none() {
-        return Err(JobError::Topics(format!("dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)")));
+        return Err(JobError::Topics(format!(
+            "dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)"
+        )));
     }
     Ok(())
 }
@@ -222,13 +244,17 @@ impl Run<'_> {
             let mut timeout = Duration::from_millis(100);
             let consumer = self.consumer.clone();
             while n < 5000 {
-                let Some(res) = consumer.poll(timeout) else { break };
+                let Some(res) = consumer.poll(timeout) else {
+                    break;
+                };
                 timeout = Duration::ZERO;
                 self.apply_changes()?;
                 match res {
                     Ok(m) => {
                         n += 1;
-                        let Some(stream) = self.stream_of(m.topic()) else { continue };
+                        let Some(stream) = self.stream_of(m.topic()) else {
+                            continue;
+                        };
                         let (p, offset) = (m.partition(), m.offset());
                         self.at_eof.remove(&(stream, p));
                         self.on_message(stream, p, offset, m.key(), m.payload().unwrap_or(&[]))?;
@@ -249,7 +275,10 @@ impl Run<'_> {
             for &p in &self.assigned.clone() {
                 let ps = self.core.partition_mut(p);
                 for s in Stream::ALL {
-                    let idle = self.at_eof.get(&(s, p)).is_some_and(|t| t.elapsed() >= idle_timeout);
+                    let idle = self
+                        .at_eof
+                        .get(&(s, p))
+                        .is_some_and(|t| t.elapsed() >= idle_timeout);
                     if ps.idle[s as usize] != idle {
                         ps.idle[s as usize] = idle;
                         self.touched.insert(p);
@@ -277,21 +306,38 @@ impl Run<'_> {
     }
 
     fn caught_up(&self, s: Stream, p: i32) -> bool {
-        let Ok((_, high)) = self.consumer.fetch_watermarks(&self.topics[s as usize], p, Duration::from_secs(5)) else {
+        let Some(high) = cached_high_watermark(&self.consumer, &self.topics[s as usize], p) else {
             return false;
         };
-        let next = self.core.partition(p).map_or(0, |ps| ps.clocks[s as usize].next_offset);
+        let next = self
+            .core
+            .partition(p)
+            .map_or(0, |ps| ps.clocks[s as usize].next_offset);
         next >= high
     }
 
     fn input_done(&self) -> bool {
-        let all_eof = |p: &i32| Stream::ALL.iter().all(|&s| self.at_eof.contains_key(&(s, *p)));
+        let all_eof = |p: &i32| {
+            Stream::ALL
+                .iter()
+                .all(|&s| self.at_eof.contains_key(&(s, *p)))
+        };
         !self.assigned.is_empty()
             && self.assigned.iter().all(all_eof)
-            && self.assigned.iter().all(|&p| Stream::ALL.iter().all(|&s| self.caught_up(s, p)))
+            && self
+                .assigned
+                .iter()
+                .all(|&p| Stream::ALL.iter().all(|&s| self.caught_up(s, p)))
     }
 
-    fn on_message(&mut self, stream: Stream, p: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) -> Result<(), JobError> {
+    fn on_message(
+        &mut self,
+        stream: Stream,
+        p: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<(), JobError> {
         if let Some(&(want, sought)) = self.expect.get(&(stream, p)) {
             if offset < want {
                 return Ok(()); // already folded into the restored state
@@ -299,12 +345,19 @@ impl Run<'_> {
             if offset > want && !sought {
                 // Committed offsets ran ahead of the checkpoint: go back to it.
                 let topic = self.topics[stream as usize].clone();
-                self.consumer.seek(&topic, p, Offset::Offset(want), Duration::from_secs(10))?;
+                self.consumer
+                    .seek(&topic, p, Offset::Offset(want), Duration::from_secs(10))?;
                 self.expect.insert((stream, p), (want, true));
                 return Ok(());
             }
             if offset > want {
-                tracing::warn!(partition = p, stream = stream.label(), want, got = offset, "offsets missing from the topic (retention?); continuing");
+                tracing::warn!(
+                    partition = p,
+                    stream = stream.label(),
+                    want,
+                    got = offset,
+                    "offsets missing from the topic (retention?); continuing"
+                );
             }
             self.expect.remove(&(stream, p));
         }
@@ -329,26 +382,59 @@ impl Run<'_> {
                 Ok(()) => return Ok(()),
                 Err(late) => {
                     self.summary.late += 1;
-                    self.job.metrics.late.with_label_values(&[stream.label()]).inc();
-                    ("too_late", format!("event time {} ms is before the partition's lateness floor {} ms", late.event_ms, late.floor_ms))
+                    self.job
+                        .metrics
+                        .late
+                        .with_label_values(&[stream.label()])
+                        .inc();
+                    (
+                        "too_late",
+                        format!(
+                            "event time {} ms is before the partition's lateness floor {} ms",
+                            late.event_ms, late.floor_ms
+                        ),
+                    )
                 }
             },
             Err(e) => {
                 self.core.skip(stream, p, offset);
-                self.job.metrics.decode_errors.with_label_values(&[topic.as_str(), e.reason()]).inc();
+                self.job
+                    .metrics
+                    .decode_errors
+                    .with_label_values(&[topic.as_str(), e.reason()])
+                    .inc();
                 (e.reason(), e.to_string())
             }
         };
         self.summary.dead_lettered += 1;
-        self.job.metrics.dead_lettered.with_label_values(&[reason]).inc();
+        self.job
+            .metrics
+            .dead_lettered
+            .with_label_values(&[reason])
+            .inc();
         tracing::debug!(topic, partition = p, offset, reason, "dead-lettered");
         self.dlq
-            .send(&DeadLetter { reason, detail, topic: &topic, partition: p, offset, key, payload })
+            .send(&DeadLetter {
+                reason,
+                detail,
+                topic: &topic,
+                partition: p,
+                offset,
+                key,
+                payload,
+            })
             .map_err(|e| JobError::DeadLetter(e.to_string()))
     }
 
     fn apply_changes(&mut self) -> Result<(), JobError> {
-        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().unwrap_or_else(|p| p.into_inner()));
+        let changes = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for change in changes {
             match change {
                 Change::Revoke(parts) => {
@@ -376,17 +462,31 @@ impl Run<'_> {
 
     fn restore(&mut self, parts: &[i32]) -> Result<(), JobError> {
         let group = self.job.config.kafka.group_id.clone();
-        let rows = self.job.runtime.block_on(self.job.sink.load_checkpoints(&group, parts))?;
-        let mut by_p: HashMap<i32, CheckpointRow> = rows.into_iter().map(|r| (r.source_partition, r)).collect();
+        let rows = self
+            .job
+            .runtime
+            .block_on(self.job.sink.load_checkpoints(&group, parts))?;
+        let mut by_p: HashMap<i32, CheckpointRow> =
+            rows.into_iter().map(|r| (r.source_partition, r)).collect();
         for &p in parts {
             let state = match by_p.remove(&p) {
-                Some(row) => PartitionState::from_bytes(&row.state)
-                    .map_err(|e| JobError::Checkpoint { partition: p, detail: e.to_string() })?,
+                Some(row) => {
+                    PartitionState::from_bytes(&row.state).map_err(|e| JobError::Checkpoint {
+                        partition: p,
+                        detail: e.to_string(),
+                    })?
+                }
                 None => PartitionState::new(p),
             };
-            tracing::info!(partition = p, survey_offset = state.clocks[0].next_offset, interaction_offset = state.clocks[1].next_offset, "partition assigned");
+            tracing::info!(
+                partition = p,
+                survey_offset = state.clocks[0].next_offset,
+                interaction_offset = state.clocks[1].next_offset,
+                "partition assigned"
+            );
             for s in Stream::ALL {
-                self.expect.insert((s, p), (state.clocks[s as usize].next_offset, false));
+                self.expect
+                    .insert((s, p), (state.clocks[s as usize].next_offset, false));
             }
             self.core.restore(state);
             self.assigned.insert(p);
@@ -410,12 +510,19 @@ impl Run<'_> {
         let out = self.core.take_outputs();
         self.job.runtime.block_on(self.flusher.write(&out))?;
         self.dlq.confirm().map_err(JobError::DeadLetter)?;
-        let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due).into_iter().collect();
+        let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
+            .into_iter()
+            .collect();
         let mut rows = Vec::new();
         let mut tpl = TopicPartitionList::new();
         for p in due {
-            let Some(ps) = self.core.partition(p) else { continue };
-            let state = ps.to_bytes().map_err(|e| JobError::Checkpoint { partition: p, detail: e.to_string() })?;
+            let Some(ps) = self.core.partition(p) else {
+                continue;
+            };
+            let state = ps.to_bytes().map_err(|e| JobError::Checkpoint {
+                partition: p,
+                detail: e.to_string(),
+            })?;
             let (so, io) = (ps.clocks[0].next_offset, ps.clocks[1].next_offset);
             self.checkpoint_seq += 1;
             rows.push(CheckpointRow {
@@ -433,7 +540,9 @@ impl Run<'_> {
                 }
             }
         }
-        self.job.runtime.block_on(self.job.sink.insert("checkpoints", &rows))?;
+        self.job
+            .runtime
+            .block_on(self.job.sink.insert("checkpoints", &rows))?;
         self.job.metrics.checkpoints.inc_by(rows.len() as u64);
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
@@ -443,14 +552,19 @@ impl Run<'_> {
             }
         }
         self.update_gauges();
-        self.job.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        self.job
+            .metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     fn update_gauges(&mut self) {
         let m = &self.job.metrics;
         for ((s, p), n) in self.consumed.drain() {
-            m.consumed.with_label_values(&[self.topics[s as usize].as_str(), &p.to_string()]).inc_by(n);
+            m.consumed
+                .with_label_values(&[self.topics[s as usize].as_str(), &p.to_string()])
+                .inc_by(n);
         }
         let (mut contacts, mut pending, mut windows) = (0, 0, 0);
         for ps in self.core.partitions() {
@@ -460,18 +574,51 @@ impl Run<'_> {
             let p = ps.partition.to_string();
             for s in Stream::ALL {
                 let c = ps.clocks[s as usize];
-                if let Ok((_, high)) = self.consumer.fetch_watermarks(&self.topics[s as usize], ps.partition, Duration::from_secs(5)) {
-                    m.lag.with_label_values(&[self.topics[s as usize].as_str(), &p]).set((high - c.next_offset).max(0));
+                if let Some(high) =
+                    cached_high_watermark(&self.consumer, &self.topics[s as usize], ps.partition)
+                {
+                    m.lag
+                        .with_label_values(&[self.topics[s as usize].as_str(), &p])
+                        .set((high - c.next_offset).max(0));
                 }
                 if c.floor_ms > i64::MIN {
-                    m.watermark.with_label_values(&[s.label(), &p]).set(c.floor_ms / 1000);
+                    m.watermark
+                        .with_label_values(&[s.label(), &p])
+                        .set(c.floor_ms / 1000);
                 }
             }
         }
-        m.state.with_label_values(&["join_contacts"]).set(contacts as i64);
-        m.state.with_label_values(&["join_pending_surveys"]).set(pending as i64);
-        m.state.with_label_values(&["open_windows"]).set(windows as i64);
+        m.state
+            .with_label_values(&["join_contacts"])
+            .set(contacts as i64);
+        m.state
+            .with_label_values(&["join_pending_surveys"])
+            .set(pending as i64);
+        m.state
+            .with_label_values(&["open_windows"])
+            .set(windows as i64);
     }
+}
+
+/// The high watermark librdkafka learned from its last fetch response. Unlike
+/// `fetch_watermarks` it sends no request: on a busy connection a ListOffsets request can
+/// queue behind long-poll fetches and time out.
+fn cached_high_watermark(c: &BaseConsumer<Ctx>, topic: &str, p: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime, the topic is a valid
+    // C string for the call, and librdkafka only writes the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            c.client().native_ptr(),
+            topic.as_ptr(),
+            p,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// Set at shutdown so a registry outage cannot hold the process forever.

@@ -2,7 +2,7 @@
 
 pub mod dlq;
 pub mod embedded;
-pub mod kafka;
 mod flush;
+pub mod kafka;
 
 pub use flush::Flusher;

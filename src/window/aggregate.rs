@@ -81,9 +81,8 @@ impl Partial {
 
     /// NPS in [-100, 100], or None with no NPS answers.
     pub fn nps(&self) -> Option<f64> {
-        (self.nps_n > 0).then(|| {
-            100.0 * (self.promoters as f64 - self.detractors as f64) / self.nps_n as f64
-        })
+        (self.nps_n > 0)
+            .then(|| 100.0 * (self.promoters as f64 - self.detractors as f64) / self.nps_n as f64)
     }
 
     /// Half-width of the 95% confidence interval of NPS, in NPS points. Treats each answer
@@ -114,7 +113,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn event() -> impl Strategy<Value = (bool, Option<u8>, Option<u8>, u32, u32, u32)> {
+    /// (is_survey, nps, csat, talk, hold, wrap)
+    type Ev = (bool, Option<u8>, Option<u8>, u32, u32, u32);
+
+    fn event() -> impl Strategy<Value = Ev> {
         (
             any::<bool>(),
             proptest::option::of(0u8..=10),
@@ -125,7 +127,7 @@ mod tests {
         )
     }
 
-    fn fold(events: &[(bool, Option<u8>, Option<u8>, u32, u32, u32)]) -> Partial {
+    fn fold(events: &[Ev]) -> Partial {
         let mut p = Partial::default();
         for &(survey, nps, csat, t, h, w) in events {
             if survey {
@@ -202,6 +204,9 @@ mod tests {
             p.add_survey(Some(0), None, false);
         }
         let moe = p.nps_margin_of_error().unwrap_or(0.0);
-        assert!((moe - 100.0 * 1.96 * 0.0061f64.sqrt()).abs() < 1e-9, "{moe}");
+        assert!(
+            (moe - 100.0 * 1.96 * 0.0061f64.sqrt()).abs() < 1e-9,
+            "{moe}"
+        );
     }
 }

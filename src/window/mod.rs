@@ -26,10 +26,9 @@ impl Grouping {
     pub fn new(dims: &[String]) -> Result<Self, String> {
         let mut mask = 0u8;
         for d in dims {
-            let i = DIMENSIONS
-                .iter()
-                .position(|x| x == d)
-                .ok_or_else(|| format!("unknown dimension {d:?} (known: {})", DIMENSIONS.join(", ")))?;
+            let i = DIMENSIONS.iter().position(|x| x == d).ok_or_else(|| {
+                format!("unknown dimension {d:?} (known: {})", DIMENSIONS.join(", "))
+            })?;
             mask |= 1 << i;
         }
         let name = DIMENSIONS
@@ -189,7 +188,8 @@ mod tests {
 
     #[test]
     fn grouping_names_follow_column_order() {
-        let g = Grouping::new(&["bucket".into(), "channel".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let g =
+            Grouping::new(&["bucket".into(), "channel".into()]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(g.name, "channel,bucket");
         assert!(Grouping::new(&["colour".into()]).is_err());
     }

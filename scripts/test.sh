@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: starts the real broker (tansu) and ClickHouse on loopback, runs
+# every test (unit, property, integration), stops the services. Installs nothing system-wide
+# except through scripts/install-deps.sh when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cxp/target}
+export CXP_SERVICES_DIR=${CXP_SERVICES_DIR:-$(mktemp -d /tmp/cxp-test.XXXXXX)}
+scripts/install-deps.sh
+trap 'scripts/services.sh stop' EXIT
+env_file=$(mktemp)
+scripts/services.sh start > "$env_file"
+# shellcheck disable=SC1090
+source "$env_file"
+cargo test --release --locked "$@"
