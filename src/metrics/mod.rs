@@ -6,8 +6,8 @@ pub mod server;
 
 use crate::pipeline::partition::Outputs;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -33,7 +33,7 @@ pub struct Metrics {
     pub csat_answers: IntCounterVec,
     pub csat_satisfied: IntCounterVec,
     pub contacts: IntCounterVec,
-    pub handle_ms: IntCounterVec,
+    pub handle_seconds: CounterVec,
     pub up: IntGauge,
     cap: usize,
     seen: Mutex<HashSet<Vec<String>>>,
@@ -184,12 +184,19 @@ impl Metrics {
                 "Support contacts handled",
                 &["team", "channel", "bucket"],
             ),
-            handle_ms: counter(
-                &r,
-                "cx_handle_time_ms_total",
-                "Sum of handle time (talk+hold+wrap), ms",
-                &["team", "channel", "bucket"],
-            ),
+            handle_seconds: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        "cx_handle_time_seconds_total",
+                        "Sum of handle time (talk+hold+wrap)",
+                    ),
+                    &["team", "channel", "bucket"],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                r.register(Box::new(c.clone()))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                c
+            },
             up,
             registry: r,
             cap: max_label_sets,
@@ -269,7 +276,9 @@ impl Metrics {
             let l = self.capped(key);
             let l: [&str; 3] = [&l[0], &l[1], &l[2]];
             self.contacts.with_label_values(&l).inc_by(n);
-            self.handle_ms.with_label_values(&l).inc_by(ms);
+            self.handle_seconds
+                .with_label_values(&l)
+                .inc_by(ms as f64 / 1000.0);
         }
         let mut matched = [0u64; 3];
         for f in &out.surveys {

@@ -1,0 +1,49 @@
+//! The shipped example config must parse, validate and match the built-in defaults where it
+//! says it shows them.
+
+#[test]
+fn example_config_is_valid_and_shows_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pipeline.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let cfg: cx_pipeline::config::Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let v = cfg.validate().unwrap_or_else(|e| panic!("{e}"));
+    let d = cx_pipeline::config::Config::default()
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.settings.window.sizes_ms, d.settings.window.sizes_ms);
+    assert_eq!(v.settings.window.groupings, d.settings.window.groupings);
+    assert_eq!(v.settings.join.lookback_ms, d.settings.join.lookback_ms);
+    assert_eq!(v.settings.join.max_wait_ms, d.settings.join.max_wait_ms);
+    assert_eq!(
+        cfg.kafka.survey_topic,
+        cx_pipeline::config::Config::default().kafka.survey_topic
+    );
+}
+
+#[test]
+fn validate_subcommand_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[window]\nsizes = [\"1m\", \"often\"]\n[sink]\nmax_rows = 0\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cx-pipeline"))
+        .args(["--config", bad.to_str().unwrap_or_default(), "validate"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("window.sizes[1]") && err.contains("sink.max_rows"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[kafka]\nbrokerz = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cx-pipeline"))
+        .args(["--config", bad.to_str().unwrap_or_default(), "validate"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("brokerz"));
+}
