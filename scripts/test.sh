@@ -12,4 +12,4 @@ env_file=$(mktemp)
 scripts/services.sh start > "$env_file"
 # shellcheck disable=SC1090
 source "$env_file"
-cargo test --release --locked "$@"
+cargo test --release --locked --lib --bins --tests "$@"
