@@ -39,10 +39,12 @@ start() {
   done
   rm -rf "$DIR"; mkdir -p "$DIR/tansu" "$DIR/ch/data" "$DIR/ch/tmp" "$DIR/ch/user_files" "$DIR/ch/format_schemas"
   local tansu; tansu=$(ensure_tansu)
-  (cd "$DIR/tansu" && nohup "$tansu" broker \
+  # exec, so the recorded pid is the server's own and `stop` can reach it.
+  (cd "$DIR/tansu" && exec "$tansu" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine sqlite://tansu.db >"$DIR/tansu.log" 2>&1 & echo $! >"$DIR/tansu.pid")
+      --storage-engine sqlite://tansu.db) </dev/null >"$DIR/tansu.log" 2>&1 &
+  echo $! >"$DIR/tansu.pid"
 
   cat >"$DIR/ch/config.xml" <<XML
 <?xml version="1.0"?>
@@ -75,7 +77,8 @@ XML
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 XML
-  (cd "$DIR/ch" && nohup clickhouse-server --config-file="$DIR/ch/config.xml" >"$DIR/ch/stdout.log" 2>&1 & echo $! >"$DIR/ch.pid")
+  (cd "$DIR/ch" && exec clickhouse-server --config-file="$DIR/ch/config.xml") </dev/null >"$DIR/ch/stdout.log" 2>&1 &
+  echo $! >"$DIR/ch.pid"
 
   wait_port 127.0.0.1 "$KAFKA_PORT" tansu
   wait_port 127.0.0.1 "$CH_HTTP_PORT" clickhouse
