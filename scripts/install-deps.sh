@@ -15,3 +15,4 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$TOOLS/bin/tansu" ]; then
   echo "installing the tansu broker (once per machine, about 10 minutes)" >&2
   cargo install tansu --locked --version 0.6.0 --features dynostore,libsql --root "$TOOLS"
 fi
+python3 -c "import chdb" 2>/dev/null || python3 -m pip install -q chdb-core

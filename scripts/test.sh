@@ -12,4 +12,5 @@ env_file=$(mktemp)
 scripts/services.sh start > "$env_file"
 # shellcheck disable=SC1090
 source "$env_file"
+python3 tests/modern/check_ddl.py
 cargo test --release --locked --lib --bins --tests "$@"

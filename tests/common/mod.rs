@@ -49,7 +49,8 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     }
 }
 
-/// Serves GET /schemas/ids/1 (survey) and /2 (interaction); 404 for anything else.
+/// Serves GET /schemas/ids/1 (survey) and /2 (interaction) and POST /subjects/*/versions;
+/// 404 for anything else.
 pub async fn registry_stub() -> String {
     let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -66,14 +67,20 @@ pub async fn registry_stub() -> String {
                 schemas.interaction_json.clone(),
             );
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                let path = req.split_whitespace().nth(1).unwrap_or("");
-                let body = match path {
-                    "/schemas/ids/1" => Some(serde_json::json!({ "schema": survey }).to_string()),
-                    "/schemas/ids/2" => {
+                let req = read_request(&mut s).await;
+                let mut words = req.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let body = match (method, path) {
+                    ("GET", "/schemas/ids/1") => {
+                        Some(serde_json::json!({ "schema": survey }).to_string())
+                    }
+                    ("GET", "/schemas/ids/2") => {
                         Some(serde_json::json!({ "schema": interaction }).to_string())
+                    }
+                    // Registration: the survey schema gets id 1, the interaction schema id 2.
+                    ("POST", p) if p.starts_with("/subjects/") => {
+                        let id = if req.contains("SurveyResponse") { 1 } else { 2 };
+                        Some(serde_json::json!({ "id": id }).to_string())
                     }
                     _ => None,
                 };
@@ -86,6 +93,32 @@ pub async fn registry_stub() -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// Reads one HTTP/1.1 request: headers, then `content-length` bytes of body.
+async fn read_request(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).to_string(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// Produces every event (key = customer id, default partitioner) and returns where each landed.

@@ -1,0 +1,118 @@
+//! The command line against the real services: `generate` registers its schemas (registry
+//! stub) and produces exactly the requested messages; `demo` writes to ClickHouse when a URL
+//! is configured, and its rows add up to the events it reports.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_produces_the_requested_count_to_both_topics() {
+    let brokers = common::env("CXP_KAFKA_BROKERS");
+    let id = common::unique("gen");
+    let (st, it) = (format!("{id}-surveys"), format!("{id}-interactions"));
+    common::create_topics(&brokers, &[(&st, 2), (&it, 2)]).await;
+    let registry = common::registry_stub().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[kafka]\nbrokers = \"{brokers}\"\nsurvey_topic = \"{st}\"\ninteraction_topic = \"{it}\"\n[codec]\nschema_registry_url = \"{registry}\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let st2 = st.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_cx-pipeline"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap_or_default(),
+                "generate",
+                "--count",
+                "3000",
+                "--rate",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .status()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut total = 0;
+    let mut per_topic = Vec::new();
+    for t in [&st2, &it] {
+        let mut n = 0;
+        for p in 0..2 {
+            let (lo, hi) = rdkafka::consumer::Consumer::fetch_watermarks(
+                &consumer,
+                t,
+                p,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            n += hi - lo;
+        }
+        per_topic.push(n);
+        total += n;
+    }
+    assert_eq!(total, 3000, "{per_topic:?}");
+    assert!(
+        per_topic.iter().all(|n| *n > 300),
+        "both topics get traffic: {per_topic:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_writes_consistent_rows_to_clickhouse() {
+    let ch = common::env("CXP_CLICKHOUSE_URL");
+    let db = common::unique("demo");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[clickhouse]\nurl = \"{ch}\"\ndatabase = \"{db}\"\n[metrics]\nlisten = \"\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_cx-pipeline"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap_or_default(),
+                "demo",
+                "--events",
+                "4000",
+                "--rate",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NPS") && text.contains("tech-l2"), "{text}");
+    // Every accepted contact is one fact row and counted once in the overall 1d windows.
+    let facts = common::count(
+        &ch,
+        &format!("SELECT count() FROM {db}.interaction_facts FINAL"),
+    )
+    .await;
+    let windowed = common::count(&ch, &format!("SELECT toUInt64(sum(contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let surveys = common::count(&ch, &format!("SELECT count() FROM {db}.survey_facts FINAL")).await;
+    let responses = common::count(&ch, &format!("SELECT toUInt64(sum(responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    assert!(facts > 1000 && surveys > 300, "{facts} {surveys}");
+    assert_eq!(facts, windowed);
+    assert_eq!(surveys, responses);
+}
