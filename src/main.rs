@@ -243,10 +243,7 @@ fn run(
         let sink = ClickHouseSink::connect(&cfg.clickhouse, metrics.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let schemas = match &cfg.codec.schemas_dir {
-            Some(d) => Schemas::load(d)?,
-            None => Schemas::embedded()?,
-        };
+        let schemas = Schemas::from_dir(cfg.codec.schemas_dir.as_deref())?;
         Ok::<_, String>((sink, schemas))
     })?;
     let registry = registry(&cfg);
@@ -297,10 +294,7 @@ async fn produce(
     late: f64,
     start_ms: Option<i64>,
 ) -> Result<(), String> {
-    let schemas = match &cfg.codec.schemas_dir {
-        Some(d) => Schemas::load(d)?,
-        None => Schemas::embedded()?,
-    };
+    let schemas = Schemas::from_dir(cfg.codec.schemas_dir.as_deref())?;
     let ids = match cfg.codec.format {
         WireFormat::Avro => (0, 0),
         WireFormat::Confluent => {

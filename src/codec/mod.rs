@@ -61,6 +61,11 @@ impl Schemas {
         )
     }
 
+    /// From `dir` when configured, else the compiled-in copies.
+    pub fn from_dir(dir: Option<&Path>) -> Result<Self, String> {
+        dir.map_or_else(Self::embedded, Self::load)
+    }
+
     fn parse(survey_json: String, interaction_json: String) -> Result<Self, String> {
         let p = |name: &str, s: &str| Schema::parse_str(s).map_err(|e| format!("{name}: {e}"));
         Ok(Schemas {

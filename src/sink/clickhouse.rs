@@ -71,6 +71,19 @@ impl SinkError {
     }
 }
 
+/// Error mapper for statements that are not retried.
+fn once(
+    op: &'static str,
+    table: &'static str,
+) -> impl FnOnce(::clickhouse::error::Error) -> SinkError {
+    move |source| SinkError::Insert {
+        op,
+        table,
+        attempts: 1,
+        source,
+    }
+}
+
 pub struct ClickHouseSink {
     client: Client,
     db: String,
@@ -124,12 +137,7 @@ impl ClickHouseSink {
                 .query(&ddl.replace("{db}", &sink.db))
                 .execute()
                 .await
-                .map_err(|e| SinkError::Insert {
-                    op: "DDL",
-                    table: "schema",
-                    attempts: 1,
-                    source: e,
-                })?;
+                .map_err(once("DDL", "schema"))?;
         }
         // Inserts name the bare table: the crate quotes `db.table` as one identifier.
         let sink = ClickHouseSink {
@@ -165,12 +173,7 @@ impl ClickHouseSink {
             .bind(&token)
             .fetch_one()
             .await
-            .map_err(|e| SinkError::Insert {
-                op: "probe read",
-                table: "insert_probe",
-                attempts: 1,
-                source: e,
-            })?;
+            .map_err(once("probe read", "insert_probe"))?;
         if n != 1 {
             return Err(SinkError::SilentLoss {
                 version: self.version.clone(),
@@ -275,12 +278,7 @@ impl ClickHouseSink {
             .bind(group)
             .fetch_all::<CheckpointRow>()
             .await
-            .map_err(|e| SinkError::Insert {
-                op: "SELECT",
-                table: "checkpoints",
-                attempts: 1,
-                source: e,
-            })
+            .map_err(once("SELECT", "checkpoints"))
     }
 }
 
