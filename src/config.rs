@@ -188,6 +188,8 @@ impl Default for ClickHouseConfig {
 pub struct SinkConfig {
     /// Flush when this many rows are buffered...
     pub max_rows: usize,
+    /// ...or this many payload bytes were consumed (bounds memory held between flushes)...
+    pub max_bytes: usize,
     /// ...or this much time has passed since the last flush.
     pub period: String,
 }
@@ -196,6 +198,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             max_rows: 100_000,
+            max_bytes: 64 * 1024 * 1024,
             period: "2s".into(),
         }
     }
@@ -391,6 +394,9 @@ impl Config {
         }
         if self.sink.max_rows == 0 {
             errs.push("sink.max_rows must be > 0".into());
+        }
+        if self.sink.max_bytes < 1024 {
+            errs.push("sink.max_bytes must be at least 1024".into());
         }
         let flush_period = duration("sink.period", &self.sink.period, &mut errs);
         if !self.metrics.listen.is_empty()

@@ -6,6 +6,8 @@
 //! The consumer runs on a plain thread with `BaseConsumer::poll` in a batch loop: no await
 //! or channel hop per message. Async I/O (ClickHouse, registry) runs via the runtime handle.
 
+mod setup;
+
 use super::dlq::{DeadLetter, DeadLetterProducer};
 use super::Flusher;
 use crate::codec::Decoder;
@@ -17,11 +19,11 @@ use crate::pipeline::Core;
 use crate::sink::clickhouse::now_s;
 use crate::sink::rows::CheckpointRow;
 use crate::sink::ClickHouseSink;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
+use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,50 +45,6 @@ pub enum JobError {
     Registry(String),
 }
 
-enum Change {
-    Assign(Vec<i32>),
-    Revoke(Vec<i32>),
-}
-
-/// Records assignment changes; the loop acts on them right after `poll` returns.
-struct Ctx {
-    changes: Mutex<Vec<Change>>,
-}
-
-impl ClientContext for Ctx {
-    fn error(&self, error: KafkaError, reason: &str) {
-        // End-of-partition is how bounded runs learn they are done, not an error.
-        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!(%error, reason, "librdkafka error");
-        }
-    }
-}
-
-impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        let parts = |tpl: &TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
-        let change = match r {
-            Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
-            Rebalance::Revoke(tpl) => Change::Revoke(parts(tpl)),
-            Rebalance::Error(e) => {
-                tracing::error!(error = %e, "rebalance error");
-                return;
-            }
-        };
-        self.changes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(change);
-    }
-}
-
 pub struct KafkaJob {
     pub config: Config,
     pub validated: Validated,
@@ -106,15 +64,6 @@ pub struct RunSummary {
     pub late: u64,
 }
 
-fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in cfg.kafka_client() {
-        c.set(k, v);
-    }
-    c
-}
-
 struct Run<'a> {
     job: &'a mut KafkaJob,
     consumer: Arc<BaseConsumer<Ctx>>,
@@ -131,6 +80,8 @@ struct Run<'a> {
     consumed: HashMap<(Stream, i32), u64>,
     checkpoint_seq: u64,
     checkpoint_due: BTreeSet<i32>,
+    /// Payload bytes consumed since the last flush.
+    batch_bytes: usize,
 }
 
 impl KafkaJob {
@@ -180,41 +131,11 @@ impl KafkaJob {
             consumed: HashMap::new(),
             checkpoint_seq: 0,
             checkpoint_due: BTreeSet::new(),
+            batch_bytes: 0,
         };
         run.main_loop(&stop)?;
         Ok(run.summary)
     }
-}
-
-fn check_topics(c: &BaseConsumer<Ctx>, topics: &[String; 2], dlq: &str) -> Result<(), JobError> {
-    let md = c.fetch_metadata(None, Duration::from_secs(15))?;
-    let count = |name: &str| {
-        md.topics()
-            .iter()
-            .find(|t| t.name() == name && t.error().is_none())
-            .map(|t| t.partitions().len())
-            .filter(|n| *n > 0)
-    };
-    let (s, i) = (count(&topics[0]), count(&topics[1]));
-    match (s, i) {
-        (Some(s), Some(i)) if s == i => {}
-        (Some(s), Some(i)) => {
-            return Err(JobError::Topics(format!(
-                "{} has {s} partitions but {} has {i}: both topics must have the same partition count (co-partitioned by customer_id)",
-                topics[0], topics[1]
-            )))
-        }
-        _ => {
-            let missing: Vec<&str> = topics.iter().filter(|t| count(t).is_none()).map(String::as_str).collect();
-            return Err(JobError::Topics(format!("input topic(s) not found: {}", missing.join(", "))));
-        }
-    }
-    if count(dlq).is_none() {
-        return Err(JobError::Topics(format!(
-            "dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)"
-        )));
-    }
-    Ok(())
 }
 
 impl Run<'_> {
@@ -232,6 +153,7 @@ impl Run<'_> {
         let period = self.job.validated.flush_period;
         let idle_timeout = self.job.validated.idle_timeout;
         let max_rows = self.job.config.sink.max_rows;
+        let max_bytes = self.job.config.sink.max_bytes;
         let mut last_flush = Instant::now();
         self.job.metrics.up.set(1);
         loop {
@@ -296,7 +218,10 @@ impl Run<'_> {
                 self.flush()?;
                 break;
             }
-            if self.core.pending_rows() >= max_rows || last_flush.elapsed() >= period {
+            if self.core.pending_rows() >= max_rows
+                || self.batch_bytes >= max_bytes
+                || last_flush.elapsed() >= period
+            {
                 self.flush()?;
                 last_flush = Instant::now();
             }
@@ -362,6 +287,7 @@ impl Run<'_> {
             self.expect.remove(&(stream, p));
         }
         *self.consumed.entry((stream, p)).or_default() += 1;
+        self.batch_bytes += payload.len();
         self.summary.consumed += 1;
         self.touched.insert(p);
         let decoded = loop {
@@ -508,6 +434,7 @@ impl Run<'_> {
     fn flush(&mut self) -> Result<(), JobError> {
         let started = Instant::now();
         let out = self.core.take_outputs();
+        self.batch_bytes = 0;
         self.job.runtime.block_on(self.flusher.write(&out))?;
         self.dlq.confirm().map_err(JobError::DeadLetter)?;
         let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
@@ -598,27 +525,6 @@ impl Run<'_> {
             .with_label_values(&["open_windows"])
             .set(windows as i64);
     }
-}
-
-/// The high watermark librdkafka learned from its last fetch response. Unlike
-/// `fetch_watermarks` it sends no request: on a busy connection a ListOffsets request can
-/// queue behind long-poll fetches and time out.
-fn cached_high_watermark(c: &BaseConsumer<Ctx>, topic: &str, p: i32) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the consumer's lifetime, the topic is a valid
-    // C string for the call, and librdkafka only writes the two out-parameters.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            c.client().native_ptr(),
-            topic.as_ptr(),
-            p,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
 }
 
 /// Set at shutdown so a registry outage cannot hold the process forever.

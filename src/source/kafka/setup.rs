@@ -1,0 +1,120 @@
+//! Consumer plumbing: rebalance notices, client settings, topic checks, cached watermarks.
+
+use super::JobError;
+use crate::config::Config;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub(super) enum Change {
+    Assign(Vec<i32>),
+    Revoke(Vec<i32>),
+}
+
+/// Records assignment changes; the loop acts on them right after `poll` returns.
+pub(super) struct Ctx {
+    pub(super) changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End-of-partition is how bounded runs learn they are done, not an error.
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        let parts = |tpl: &TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let change = match r {
+            Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
+            Rebalance::Revoke(tpl) => Change::Revoke(parts(tpl)),
+            Rebalance::Error(e) => {
+                tracing::error!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+    }
+}
+
+pub(super) fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers);
+    for (k, v) in cfg.kafka_client() {
+        c.set(k, v);
+    }
+    c
+}
+
+pub(super) fn check_topics(
+    c: &BaseConsumer<Ctx>,
+    topics: &[String; 2],
+    dlq: &str,
+) -> Result<(), JobError> {
+    let md = c.fetch_metadata(None, Duration::from_secs(15))?;
+    let count = |name: &str| {
+        md.topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len())
+            .filter(|n| *n > 0)
+    };
+    let (s, i) = (count(&topics[0]), count(&topics[1]));
+    match (s, i) {
+        (Some(s), Some(i)) if s == i => {}
+        (Some(s), Some(i)) => {
+            return Err(JobError::Topics(format!(
+                "{} has {s} partitions but {} has {i}: both topics must have the same partition count (co-partitioned by customer_id)",
+                topics[0], topics[1]
+            )))
+        }
+        _ => {
+            let missing: Vec<&str> = topics.iter().filter(|t| count(t).is_none()).map(String::as_str).collect();
+            return Err(JobError::Topics(format!("input topic(s) not found: {}", missing.join(", "))));
+        }
+    }
+    if count(dlq).is_none() {
+        return Err(JobError::Topics(format!(
+            "dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)"
+        )));
+    }
+    Ok(())
+}
+
+/// The high watermark librdkafka learned from its last fetch response. Unlike
+/// `fetch_watermarks` it sends no request: on a busy connection a ListOffsets request can
+/// queue behind long-poll fetches and time out.
+pub(super) fn cached_high_watermark(c: &BaseConsumer<Ctx>, topic: &str, p: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime, the topic is a valid
+    // C string for the call, and librdkafka only writes the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            c.client().native_ptr(),
+            topic.as_ptr(),
+            p,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
