@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server clickhouse-client)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
@@ -16,3 +18,4 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$TOOLS/bin/tansu" ]; then
   cargo install tansu --locked --version 0.6.0 --features dynostore,libsql --root "$TOOLS"
 fi
 python3 -c "import chdb" 2>/dev/null || python3 -m pip install -q chdb-core
+python3 -c "import yaml" 2>/dev/null || python3 -m pip install -q pyyaml

@@ -13,4 +13,6 @@ scripts/services.sh start > "$env_file"
 # shellcheck disable=SC1090
 source "$env_file"
 python3 tests/modern/check_ddl.py
+cargo build --release --locked --bin cx-pipeline
+python3 tests/deploy/check_deploy.py
 cargo test --release --locked --lib --bins --tests "$@"
