@@ -57,6 +57,10 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
     /// Merged into `client` as sasl.password; prefer the CXP_KAFKA_SASL_PASSWORD variable.
     pub sasl_password: Option<Secret>,
+    /// Name the partition checkpoints are stored under; defaults to `group_id`. Set it to
+    /// the old group's name when moving a deployment to a new consumer group, so the new
+    /// group resumes from the old state instead of starting empty.
+    pub state_id: Option<String>,
     /// How long a caught-up partition may stay quiet before its clock follows its pair's.
     pub idle_timeout: String,
 }
@@ -72,6 +76,7 @@ impl Default for KafkaConfig {
             client: BTreeMap::new(),
             consumer: BTreeMap::new(),
             sasl_password: None,
+            state_id: None,
             idle_timeout: "30s".into(),
         }
     }
@@ -429,6 +434,14 @@ impl Config {
             idle_timeout,
             flush_period,
         })
+    }
+
+    /// Key of this deployment's checkpoints.
+    pub fn state_id(&self) -> &str {
+        self.kafka
+            .state_id
+            .as_deref()
+            .unwrap_or(&self.kafka.group_id)
     }
 
     /// librdkafka settings: the pass-through map plus the SASL password, if any.

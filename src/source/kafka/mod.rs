@@ -387,7 +387,7 @@ impl Run<'_> {
     }
 
     fn restore(&mut self, parts: &[i32]) -> Result<(), JobError> {
-        let group = self.job.config.kafka.group_id.clone();
+        let group = self.job.config.state_id().to_string();
         let rows = self
             .job
             .runtime
@@ -453,7 +453,7 @@ impl Run<'_> {
             let (so, io) = (ps.clocks[0].next_offset, ps.clocks[1].next_offset);
             self.checkpoint_seq += 1;
             rows.push(CheckpointRow {
-                consumer_group: self.job.config.kafka.group_id.clone(),
+                consumer_group: self.job.config.state_id().to_string(),
                 source_partition: p,
                 version: (((so + io).max(0) as u64) << 20) | (self.checkpoint_seq & 0xF_FFFF),
                 survey_offset: so,
