@@ -302,7 +302,6 @@ impl Run<'_> {
                 other => break other,
             }
         };
-        let topic = self.topics[stream as usize].clone();
         let (reason, detail) = match decoded {
             Ok(event) => match self.core.process(p, offset, event) {
                 Ok(()) => return Ok(()),
@@ -327,11 +326,13 @@ impl Run<'_> {
                 self.job
                     .metrics
                     .decode_errors
-                    .with_label_values(&[topic.as_str(), e.reason()])
+                    .with_label_values(&[self.topics[stream as usize].as_str(), e.reason()])
                     .inc();
                 (e.reason(), e.to_string())
             }
         };
+        // Only rejected messages need the topic name; accepted ones returned above.
+        let topic = self.topics[stream as usize].clone();
         self.summary.dead_lettered += 1;
         self.job
             .metrics
