@@ -71,6 +71,17 @@ fn core_path(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.bench_function("decode_reference_50k", |b| {
+        let mut d =
+            Decoder::new(WireFormat::Confluent, schemas.clone(), None, None).reference_only();
+        d.preload(Stream::Survey, 1, schemas.survey.clone());
+        d.preload(Stream::Interaction, 2, schemas.interaction.clone());
+        b.iter(|| {
+            msgs.iter()
+                .filter(|(s, _, _, p)| d.decode(*s, p).is_ok())
+                .count()
+        })
+    });
     group.bench_function("decode_only_50k", |b| {
         let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
         d.preload(Stream::Survey, 1, schemas.survey.clone());

@@ -1,13 +1,13 @@
-//! Avro datum <-> event mapping. The writer schema (local or from the registry) decodes the
-//! datum; fields are then picked by name, which is Avro's own resolution rule for records:
-//! fields the reader does not know are ignored, optional fields the writer lacks are None.
-//! The schema is resolved once per writer schema (see `Decoder`), never per record.
+//! The reference path: apache-avro decodes the datum with the writer schema (local or from
+//! the registry) into a `Value`, and fields are picked by name. This is the source of truth
+//! the fast decoder (`fast.rs`) is tested against, and its fallback for anything unusual.
+//! Also builds the Avro values the generator encodes.
 
+use super::fields::{self, Field, Slots, INTERACTION_FIELDS, MAX_FIELDS, SURVEY_FIELDS};
 use super::DecodeError;
 use crate::model::{Interaction, Survey, BUCKETS, CONTACT_CHANNELS, SURVEY_CHANNELS};
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use std::collections::HashMap;
 
 /// apache-avro reads EOF at a union's branch index as null, so a datum cut after its last
 /// required field would decode "fine" with its optional tail lost. A sentinel byte after the
@@ -33,150 +33,43 @@ fn datum(schema: &Schema, bytes: &[u8]) -> Result<Vec<(String, Value)>, DecodeEr
     }
 }
 
-struct Fields(HashMap<String, Value>);
-
-impl Fields {
-    fn new(v: Vec<(String, Value)>) -> Self {
-        Fields(v.into_iter().collect())
-    }
-
-    /// The field's value with a union unwrapped; None when absent or null.
-    fn get(&self, name: &'static str) -> Option<&Value> {
-        let mut v = self.0.get(name)?;
-        while let Value::Union(_, inner) = v {
-            v = inner;
-        }
-        (!matches!(v, Value::Null)).then_some(v)
-    }
-
-    fn wrong(name: &'static str, v: &Value) -> DecodeError {
-        DecodeError::WrongType {
-            field: name,
-            detail: format!("{v:?}").chars().take(60).collect(),
+/// Maps the record's fields to reader slots by name (Avro's rule for records: fields the
+/// reader does not know are ignored, missing optional ones stay None).
+fn slots<'a>(fields: &'a [(String, Value)], names: &[&str]) -> Slots<'a> {
+    let mut slots: Slots<'a> = [None; MAX_FIELDS];
+    for (name, v) in fields {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            slots[i] = field(v);
         }
     }
-
-    fn opt_str(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(Self::wrong(name, v)),
-        }
-    }
-
-    fn str(&self, name: &'static str) -> Result<String, DecodeError> {
-        self.opt_str(name)?.ok_or(DecodeError::MissingField(name))
-    }
-
-    /// A required id: present and not blank.
-    fn id(&self, name: &'static str) -> Result<String, DecodeError> {
-        let s = self.str(name)?;
-        if s.trim().is_empty() {
-            return Err(DecodeError::EmptyId(name));
-        }
-        Ok(s)
-    }
-
-    fn long(&self, name: &'static str) -> Result<i64, DecodeError> {
-        match self.get(name) {
-            None => Err(DecodeError::MissingField(name)),
-            Some(Value::Long(x) | Value::TimestampMillis(x)) => Ok(*x),
-            Some(Value::Int(x)) => Ok(i64::from(*x)),
-            Some(v) => Err(Self::wrong(name, v)),
-        }
-    }
-
-    fn non_negative(&self, name: &'static str) -> Result<i64, DecodeError> {
-        let x = self.long(name)?;
-        if x < 0 {
-            return Err(DecodeError::OutOfRange {
-                field: name,
-                detail: format!("{x} < 0"),
-            });
-        }
-        Ok(x)
-    }
-
-    fn score(&self, name: &'static str, lo: i32, hi: i32) -> Result<Option<u8>, DecodeError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Int(x)) if (lo..=hi).contains(x) => Ok(Some(*x as u8)),
-            Some(Value::Int(x)) => Err(DecodeError::OutOfRange {
-                field: name,
-                detail: format!("{x} not in {lo}..={hi}"),
-            }),
-            Some(v) => Err(Self::wrong(name, v)),
-        }
-    }
-
-    fn symbol(&self, name: &'static str, known: &[&str]) -> Result<String, DecodeError> {
-        let s = match self.get(name) {
-            None => return Err(DecodeError::MissingField(name)),
-            Some(Value::Enum(_, s) | Value::String(s)) => s,
-            Some(v) => return Err(Self::wrong(name, v)),
-        };
-        if !known.contains(&s.as_str()) {
-            return Err(DecodeError::UnknownSymbol {
-                field: name,
-                symbol: s.clone(),
-            });
-        }
-        Ok(s.clone())
-    }
-
-    fn boolean(&self, name: &'static str) -> Result<bool, DecodeError> {
-        match self.get(name) {
-            None => Err(DecodeError::MissingField(name)),
-            Some(Value::Boolean(b)) => Ok(*b),
-            Some(v) => Err(Self::wrong(name, v)),
-        }
-    }
+    slots
 }
 
+fn field(mut v: &Value) -> Option<Field<'_>> {
+    while let Value::Union(_, inner) = v {
+        v = inner;
+    }
+    Some(match v {
+        Value::Null => return None,
+        Value::String(s) => Field::Str(s),
+        Value::Long(x) | Value::TimestampMillis(x) => Field::Long(*x),
+        Value::Int(x) => Field::Int(*x),
+        Value::Enum(_, s) => Field::Sym(s),
+        Value::Boolean(b) => Field::Bool(*b),
+        other => Field::Other(other),
+    })
+}
+
+/// The reference decoder: apache-avro's value path.
 pub fn decode_survey(writer: &Schema, bytes: &[u8]) -> Result<Survey, DecodeError> {
-    let f = Fields::new(datum(writer, bytes)?);
-    Ok(Survey {
-        response_id: f.id("response_id")?,
-        customer_id: f.id("customer_id")?,
-        ticket_id: f.opt_str("ticket_id")?.filter(|t| !t.trim().is_empty()),
-        submitted_at_ms: f.long("submitted_at")?,
-        survey_channel: f.symbol("survey_channel", &SURVEY_CHANNELS)?,
-        nps_score: f.score("nps_score", 0, 10)?,
-        csat_score: f.score("csat_score", 1, 5)?,
-        comment: f.opt_str("comment")?,
-        region: f.opt_str("region")?,
-        product: f.opt_str("product")?,
-        customer_tier: f.opt_str("customer_tier")?,
-    })
+    let rec = datum(writer, bytes)?;
+    fields::survey(&slots(&rec, &SURVEY_FIELDS))
 }
 
+/// The reference decoder: apache-avro's value path.
 pub fn decode_interaction(writer: &Schema, bytes: &[u8]) -> Result<Interaction, DecodeError> {
-    let f = Fields::new(datum(writer, bytes)?);
-    let started_at_ms = f.long("started_at")?;
-    let ended_at_ms = f.long("ended_at")?;
-    if ended_at_ms < started_at_ms {
-        return Err(DecodeError::OutOfRange {
-            field: "ended_at",
-            detail: format!("{ended_at_ms} is before started_at {started_at_ms}"),
-        });
-    }
-    Ok(Interaction {
-        interaction_id: f.id("interaction_id")?,
-        ticket_id: f.id("ticket_id")?,
-        customer_id: f.id("customer_id")?,
-        agent_id: f.id("agent_id")?,
-        team: f.id("team")?,
-        channel: f.symbol("channel", &CONTACT_CHANNELS)?,
-        bucket: f.symbol("bucket", &BUCKETS)?,
-        category: f.str("category")?,
-        product: f.opt_str("product")?,
-        started_at_ms,
-        ended_at_ms,
-        talk_ms: f.non_negative("talk_ms")?,
-        hold_ms: f.non_negative("hold_ms")?,
-        wrap_ms: f.non_negative("wrap_ms")?,
-        resolved: f.boolean("resolved")?,
-    })
+    let rec = datum(writer, bytes)?;
+    fields::interaction(&slots(&rec, &INTERACTION_FIELDS))
 }
 
 fn opt(v: &Option<String>) -> Value {

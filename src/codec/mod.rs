@@ -4,6 +4,8 @@
 
 pub mod avro;
 mod error;
+pub mod fast;
+pub mod fields;
 pub mod registry;
 
 pub use error::DecodeError;
@@ -84,9 +86,58 @@ impl Schemas {
     }
 }
 
-/// A writer schema checked against the reader, or why it cannot be used
+/// A writer schema checked against the reader, with its fast-path plan when it has one.
+pub struct Writer {
+    schema: Arc<Schema>,
+    plan: Option<fast::Plan>,
+}
+
+impl Writer {
+    pub fn new(stream: Stream, schema: Arc<Schema>) -> Self {
+        let names: &[&str] = match stream {
+            Stream::Survey => &fields::SURVEY_FIELDS,
+            Stream::Interaction => &fields::INTERACTION_FIELDS,
+        };
+        Writer {
+            plan: fast::Plan::compile(&schema, names),
+            schema,
+        }
+    }
+
+    /// Whether this writer schema gets the fast path.
+    pub fn has_plan(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// Fast path when the plan reads the datum and it validates; otherwise apache-avro, so
+    /// every error is the reference decoder's own.
+    pub fn decode(&self, stream: Stream, datum: &[u8]) -> Result<Event, DecodeError> {
+        if let Some(slots) = self.plan.as_ref().and_then(|p| p.read(datum)) {
+            let ev = match stream {
+                Stream::Survey => fields::survey(&slots).map(Event::Survey),
+                Stream::Interaction => fields::interaction(&slots).map(Event::Interaction),
+            };
+            if ev.is_ok() {
+                return ev;
+            }
+        }
+        self.decode_reference(stream, datum)
+    }
+
+    /// apache-avro's value path only: the source of truth the fast path is tested against.
+    pub fn decode_reference(&self, stream: Stream, datum: &[u8]) -> Result<Event, DecodeError> {
+        match stream {
+            Stream::Survey => avro::decode_survey(&self.schema, datum).map(Event::Survey),
+            Stream::Interaction => {
+                avro::decode_interaction(&self.schema, datum).map(Event::Interaction)
+            }
+        }
+    }
+}
+
+/// A writer schema ready to use, or why it cannot be used
 /// (0 = unknown id, 1 = incompatible, with the detail).
-type CachedSchema = Result<Arc<Schema>, (u8, String)>;
+type CachedSchema = Result<Arc<Writer>, (u8, String)>;
 
 /// Resolves writer schemas and decodes payloads. One per consuming thread.
 pub struct Decoder {
@@ -96,6 +147,10 @@ pub struct Decoder {
     runtime: Option<tokio::runtime::Handle>,
     /// Writer schema per (stream, id), checked once against the reader schema.
     cache: HashMap<(Stream, u32), CachedSchema>,
+    /// The reader schemas as writers, for bare Avro.
+    local: [Arc<Writer>; 2],
+    /// Decode with apache-avro only (for benchmarks and agreement tests).
+    reference_only: bool,
 }
 
 impl Decoder {
@@ -108,18 +163,34 @@ impl Decoder {
         AVRO_LIMIT.call_once(|| {
             apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         });
+        let local = [
+            Arc::new(Writer::new(Stream::Survey, schemas.survey.clone())),
+            Arc::new(Writer::new(
+                Stream::Interaction,
+                schemas.interaction.clone(),
+            )),
+        ];
         Decoder {
             format,
             schemas,
             registry,
             runtime,
             cache: HashMap::new(),
+            local,
+            reference_only: false,
         }
+    }
+
+    /// Turns the fast path off, leaving apache-avro's value path alone.
+    pub fn reference_only(mut self) -> Self {
+        self.reference_only = true;
+        self
     }
 
     /// Seeds the writer-schema cache; used by tests and by the generator's round trip.
     pub fn preload(&mut self, stream: Stream, id: u32, schema: Arc<Schema>) {
-        self.cache.insert((stream, id), Ok(schema));
+        self.cache
+            .insert((stream, id), Ok(Arc::new(Writer::new(stream, schema))));
     }
 
     /// Seeds the cache with an id the registry does not know.
@@ -129,19 +200,21 @@ impl Decoder {
 
     pub fn decode(&mut self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
         let (writer, datum) = match self.format {
-            WireFormat::Avro => (self.schemas.reader(stream).clone(), payload),
+            WireFormat::Avro => (self.local[stream as usize].clone(), payload),
             WireFormat::Confluent => {
                 let (id, datum) = split_confluent(payload)?;
-                (self.writer_schema(stream, id)?, datum)
+                (self.writer(stream, id)?, datum)
             }
         };
-        match stream {
-            Stream::Survey => avro::decode_survey(&writer, datum).map(Event::Survey),
-            Stream::Interaction => avro::decode_interaction(&writer, datum).map(Event::Interaction),
+        if self.reference_only {
+            writer.decode_reference(stream, datum)
+        } else {
+            writer.decode(stream, datum)
         }
     }
 
-    fn writer_schema(&mut self, stream: Stream, id: u32) -> Result<Arc<Schema>, DecodeError> {
+    /// The writer for a schema id, fetched and checked on first use.
+    pub fn writer(&mut self, stream: Stream, id: u32) -> Result<Arc<Writer>, DecodeError> {
         if let Some(cached) = self.cache.get(&(stream, id)) {
             return cached
                 .clone()
@@ -161,7 +234,7 @@ impl Decoder {
             Some(json) => match Schema::parse_str(&json) {
                 Err(e) => Err((1, e.to_string())),
                 Ok(w) => match SchemaCompatibility::can_read(&w, self.schemas.reader(stream)) {
-                    Ok(()) => Ok(Arc::new(w)),
+                    Ok(()) => Ok(Arc::new(Writer::new(stream, Arc::new(w)))),
                     Err(e) => Err((1, e.to_string())),
                 },
             },
@@ -206,3 +279,6 @@ pub fn frame_confluent(id: u32, datum: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod agreement;
