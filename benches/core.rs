@@ -1,25 +1,53 @@
-//! In-process throughput of the core path: decode (Confluent framing, apache-avro) + join +
-//! windows + aggregates, over a batch of generated realistic events. No broker, no sink.
-//! Run: cargo bench --bench core
+//! In-process throughput, stage by stage and for the whole core path (decode + join +
+//! windows + aggregates), over batches of generated realistic events (12-15 fields, about
+//! 150 bytes). No broker, no sink: those are measured end to end by scripts/bench-e2e.sh.
+//!
+//! Run: cargo bench --bench core            (all)
+//!      cargo bench --bench core -- core_path   (one group)
+//!
+//! Data density matters for the window stage: `sparse` is the generator's default (a new
+//! ticket every 3 s of event time, a small contact centre), `dense` one every 20 ms (a
+//! large one, or many merged). Flushes (advance + take outputs, which builds every changed
+//! window row) happen every 50,000 events; the job flushes every 2 s or 100,000 rows.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
 use cx_pipeline::config::Config;
 use cx_pipeline::generator::{generate, hash, Encoder, GenConfig};
-use cx_pipeline::model::Stream;
-use cx_pipeline::pipeline::Core;
+use cx_pipeline::join::JoinState;
+use cx_pipeline::metrics::Metrics;
+use cx_pipeline::model::{Event, Stream};
+use cx_pipeline::pipeline::{dims, Core, Settings};
+use cx_pipeline::window::WindowState;
 
-fn core_path(c: &mut Criterion) {
-    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
-    let settings = Config::default()
+const EVENTS: usize = 200_000;
+const FLUSH_EVERY: usize = 50_000;
+
+struct Msg {
+    stream: Stream,
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+    event: Event,
+}
+
+fn settings() -> Settings {
+    Config::default()
         .validate()
         .unwrap_or_else(|e| panic!("{e}"))
-        .settings;
+        .settings
+}
+
+fn messages(schemas: &Schemas, ticket_gap_ms: i64) -> Vec<Msg> {
     let events = generate(
         &GenConfig {
-            count: 50_000,
+            count: EVENTS,
             malformed_share: 0.0,
             late_share: 0.0,
+            ticket_gap_ms,
             ..GenConfig::default()
         },
         WireFormat::Confluent,
@@ -30,70 +58,188 @@ fn core_path(c: &mut Criterion) {
         ids: (1, 2),
     };
     let mut offsets = std::collections::HashMap::new();
-    let msgs: Vec<(Stream, i32, i64, Vec<u8>)> = events
-        .iter()
+    events
+        .into_iter()
         .map(|g| {
-            let p = (hash(&g.key) % 4) as i32;
-            let o = offsets.entry((g.stream, p)).or_insert(0i64);
+            let partition = (hash(&g.key) % 4) as i32;
+            let o = offsets.entry((g.stream, partition)).or_insert(0i64);
             *o += 1;
-            (
-                g.stream,
-                p,
-                *o - 1,
-                enc.encode(g).unwrap_or_else(|e| panic!("{e}")),
-            )
+            Msg {
+                stream: g.stream,
+                partition,
+                offset: *o - 1,
+                payload: enc.encode(&g).unwrap_or_else(|e| panic!("{e}")),
+                event: g.event,
+            }
         })
-        .collect();
-    let mut group = c.benchmark_group("core_path");
-    group.throughput(Throughput::Elements(msgs.len() as u64));
-    group.sample_size(10);
-    group.bench_function("decode_join_window_50k", |b| {
-        b.iter_batched(
-            || {
-                let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
-                d.preload(Stream::Survey, 1, schemas.survey.clone());
-                d.preload(Stream::Interaction, 2, schemas.interaction.clone());
-                (d, Core::new(settings.clone()))
-            },
-            |(mut d, mut core)| {
-                for (i, (s, p, o, payload)) in msgs.iter().enumerate() {
-                    if let Ok(ev) = d.decode(*s, payload) {
-                        let _ = core.process(*p, *o, ev);
-                    }
-                    if i % 5000 == 4999 {
-                        core.advance_all();
-                        let _ = core.take_outputs();
-                    }
-                }
-                core.finish_all();
-                core.take_outputs()
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.bench_function("decode_reference_50k", |b| {
-        let mut d =
-            Decoder::new(WireFormat::Confluent, schemas.clone(), None, None).reference_only();
-        d.preload(Stream::Survey, 1, schemas.survey.clone());
-        d.preload(Stream::Interaction, 2, schemas.interaction.clone());
-        b.iter(|| {
-            msgs.iter()
-                .filter(|(s, _, _, p)| d.decode(*s, p).is_ok())
-                .count()
-        })
-    });
-    group.bench_function("decode_only_50k", |b| {
-        let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
-        d.preload(Stream::Survey, 1, schemas.survey.clone());
-        d.preload(Stream::Interaction, 2, schemas.interaction.clone());
-        b.iter(|| {
-            msgs.iter()
-                .filter(|(s, _, _, p)| d.decode(*s, p).is_ok())
-                .count()
-        })
-    });
-    group.finish();
+        .collect()
 }
 
-criterion_group!(benches, core_path);
+fn decoder(schemas: &Schemas, reference: bool) -> Decoder {
+    let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
+    if reference {
+        d = d.reference_only();
+    }
+    d.preload(Stream::Survey, 1, schemas.survey.clone());
+    d.preload(Stream::Interaction, 2, schemas.interaction.clone());
+    d
+}
+
+fn decode(c: &mut Criterion) {
+    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let msgs = messages(&schemas, 3_000);
+    let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
+    eprintln!("mean payload: {} bytes", bytes / msgs.len());
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.sample_size(10);
+    for (name, reference) in [("fast", false), ("apache_avro", true)] {
+        let mut d = decoder(&schemas, reference);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                msgs.iter()
+                    .filter(|m| d.decode(m.stream, &m.payload).is_ok())
+                    .count()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The join alone: index contacts, park surveys, settle them as the horizon moves.
+fn join(c: &mut Criterion) {
+    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let msgs = messages(&schemas, 3_000);
+    let cfg = settings().join;
+    let mut g = c.benchmark_group("join");
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.sample_size(10);
+    g.bench_function("index_and_settle", |b| {
+        b.iter_batched(
+            || msgs.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
+            |events| {
+                let mut j = JoinState::default();
+                let mut settled = Vec::new();
+                let mut horizon = i64::MIN;
+                for (n, ev) in events.into_iter().enumerate() {
+                    match ev {
+                        Event::Interaction(i) => {
+                            horizon = horizon.max(i.ended_at_ms - 330_000);
+                            j.add_contact(&i, &cfg);
+                        }
+                        Event::Survey(s) => {
+                            j.add_survey(s, &cfg);
+                        }
+                    }
+                    if n % 1000 == 999 {
+                        j.resolve_until(horizon, &cfg, &mut settled);
+                        j.evict_before(horizon - cfg.lookback_ms);
+                        settled.clear();
+                    }
+                }
+                j.contacts_len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// The window stage alone: fold every event into 3 sizes x 7 grouping sets, emitting
+/// changed rows every FLUSH_EVERY events.
+fn window(c: &mut Criterion) {
+    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let st = settings();
+    let mut g = c.benchmark_group("window");
+    g.sample_size(10);
+    for (density, gap) in [("sparse", 3_000), ("dense", 20)] {
+        let msgs = messages(&schemas, gap);
+        g.throughput(Throughput::Elements(msgs.len() as u64));
+        g.bench_function(density, |b| {
+            b.iter(|| {
+                let mut w = WindowState::default();
+                let mut out = Vec::new();
+                let mut rows = 0;
+                for (n, m) in msgs.iter().enumerate() {
+                    match &m.event {
+                        Event::Interaction(i) => {
+                            w.add(i.ended_at_ms, &dims::contact(i), &st.window, |p| {
+                                p.add_contact(i.talk_ms as u64, i.hold_ms as u64, 0)
+                            })
+                        }
+                        Event::Survey(s) => {
+                            w.add(s.submitted_at_ms, &dims::survey(s, None), &st.window, |p| {
+                                p.add_survey(s.nps_score, s.csat_score, false)
+                            })
+                        }
+                    }
+                    if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                        w.drain_dirty(&st.window, &mut out);
+                        rows += out.len();
+                        out.clear();
+                    }
+                }
+                w.close_until(i64::MAX, &st.window, &mut out);
+                rows + out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The whole core path as the Kafka job drives it, plus the per-flush metrics update.
+fn core_path(c: &mut Criterion) {
+    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let st = settings();
+    let mut g = c.benchmark_group("core_path");
+    g.sample_size(10);
+    for (density, gap) in [("sparse", 3_000), ("dense", 20)] {
+        let msgs = messages(&schemas, gap);
+        g.throughput(Throughput::Elements(msgs.len() as u64));
+        let run = |d: &mut Decoder, core: &mut Core, metrics: Option<&Metrics>| {
+            let mut rows = 0;
+            for (n, m) in msgs.iter().enumerate() {
+                if let Ok(ev) = d.decode(m.stream, &m.payload) {
+                    let _ = core.process(m.partition, m.offset, ev);
+                }
+                if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                    core.advance_all();
+                    let out = core.take_outputs();
+                    if let Some(metrics) = metrics {
+                        metrics.record_business(&out);
+                    }
+                    rows += out.windows.len();
+                }
+            }
+            core.finish_all();
+            rows + core.take_outputs().windows.len()
+        };
+        {
+            let (mut d, mut core) = (decoder(&schemas, false), Core::new(st.clone()));
+            eprintln!(
+                "{density}: {} window rows emitted for {} events",
+                run(&mut d, &mut core, None),
+                msgs.len()
+            );
+        }
+        g.bench_function(format!("{density}_decode_join_window"), |b| {
+            b.iter_batched(
+                || (decoder(&schemas, false), Core::new(st.clone())),
+                |(mut d, mut core)| run(&mut d, &mut core, None),
+                BatchSize::PerIteration,
+            )
+        });
+        let metrics = Metrics::new(10_000);
+        g.bench_function(format!("{density}_with_metrics"), |b| {
+            b.iter_batched(
+                || (decoder(&schemas, false), Core::new(st.clone())),
+                |(mut d, mut core)| run(&mut d, &mut core, Some(&metrics)),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, join, window, core_path);
 criterion_main!(benches);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{Interaction, MatchKind};
 
 const MIN: i64 = 60_000;
 
@@ -153,4 +154,76 @@ fn eviction_keeps_what_can_still_match() {
     j.add_survey(survey("s1", "c1", None, 210 * MIN), &c);
     let a = resolve_one(&mut j, &c).attribution.expect("attributed");
     assert_eq!(a.interaction_id, "i2");
+}
+
+mod against_brute_force {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, by scanning every contact: the ticket's (or the customer's latest
+    /// contact's ticket's) contacts in range, last or first by (ended_at, interaction id).
+    fn brute(contacts: &[Interaction], s: &Survey, c: &JoinConfig) -> Option<(String, String)> {
+        let (lo, hi) = (
+            s.submitted_at_ms - c.lookback_ms,
+            s.submitted_at_ms + c.max_wait_ms,
+        );
+        let in_range = |i: &&Interaction| i.ended_at_ms >= lo && i.ended_at_ms <= hi;
+        let key = |i: &&Interaction| (i.ended_at_ms, i.interaction_id.clone());
+        let ticket = match &s.ticket_id {
+            Some(t) => t.clone(),
+            None => contacts
+                .iter()
+                .filter(in_range)
+                .filter(|i| i.customer_id == s.customer_id)
+                .max_by_key(key)?
+                .ticket_id
+                .clone(),
+        };
+        let of_ticket = contacts
+            .iter()
+            .filter(in_range)
+            .filter(|i| i.ticket_id == ticket);
+        let chosen = match c.policy {
+            AttributionPolicy::Last => of_ticket.max_by_key(key),
+            AttributionPolicy::First => of_ticket.min_by_key(key),
+        }?;
+        Some((chosen.interaction_id.clone(), chosen.agent_id.clone()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn attributions_match_and_survive_checkpoints(
+            cs in proptest::collection::vec((0u8..6, 0u8..4, 0u8..3, 0i64..100), 0..60),
+            ss in proptest::collection::vec((0u8..4, proptest::option::of(0u8..7), 0i64..120), 1..20),
+            first in any::<bool>(),
+            checkpoint_at in 0usize..60,
+        ) {
+            let mut c = cfg(if first { AttributionPolicy::First } else { AttributionPolicy::Last });
+            c.lookback_ms = 30 * MIN;
+            let mut j = JoinState::default();
+            let mut all = Vec::new();
+            for (n, &(t, cu, ag, at)) in cs.iter().enumerate() {
+                if n == checkpoint_at {
+                    let b = postcard::to_allocvec(&j).unwrap_or_default();
+                    j = postcard::from_bytes(&b).unwrap_or_else(|e| panic!("{e}"));
+                }
+                let i = contact(&format!("i{}", n % 7), &format!("t{t}"), &format!("c{cu}"),
+                    &format!("a{ag}"), at * MIN);
+                j.add_contact(&i, &c);
+                all.push(i);
+            }
+            prop_assert_eq!(j.contacts_len(), cs.len());
+            for (n, &(cu, t, at)) in ss.iter().enumerate() {
+                let s = survey(&format!("s{n}"), &format!("c{cu}"),
+                    t.map(|t| format!("t{t}")).as_deref(), at * MIN);
+                let want = brute(&all, &s, &c);
+                j.add_survey(s, &c);
+                let r = resolve_one(&mut j, &c);
+                let got = r.attribution.map(|a| (a.interaction_id, a.agent_id));
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
 }

@@ -1,13 +1,12 @@
 //! The processing core: per-partition state plus the settings they share. The Kafka source
 //! and the embedded demo both drive this same core; it does no I/O.
 
-pub mod intern;
+pub mod dims;
 pub mod partition;
 
 use crate::join::JoinConfig;
 use crate::model::{Event, Stream};
 use crate::window::WindowConfig;
-use intern::Interner;
 use partition::{Outputs, PartitionState, TooLate};
 use std::collections::BTreeMap;
 
@@ -23,7 +22,6 @@ pub struct Settings {
 pub struct Core {
     pub settings: Settings,
     parts: BTreeMap<i32, PartitionState>,
-    interner: Interner,
     out: Outputs,
 }
 
@@ -32,7 +30,6 @@ impl Core {
         Core {
             settings,
             parts: BTreeMap::new(),
-            interner: Interner::default(),
             out: Outputs::default(),
         }
     }
@@ -69,10 +66,8 @@ impl Core {
             .entry(partition)
             .or_insert_with(|| PartitionState::new(partition));
         match event {
-            Event::Survey(s) => ps.on_survey(s, offset, st, &mut self.interner, &mut self.out),
-            Event::Interaction(i) => {
-                ps.on_interaction(i, offset, st, &mut self.interner, &mut self.out)
-            }
+            Event::Survey(s) => ps.on_survey(s, offset, st, &mut self.out),
+            Event::Interaction(i) => ps.on_interaction(i, offset, st, &mut self.out),
         }
     }
 
@@ -83,27 +78,27 @@ impl Core {
 
     pub fn advance(&mut self, partition: i32) {
         if let Some(ps) = self.parts.get_mut(&partition) {
-            ps.advance(&self.settings, &mut self.interner, &mut self.out);
+            ps.advance(&self.settings, &mut self.out);
         }
     }
 
     pub fn advance_all(&mut self) {
         for ps in self.parts.values_mut() {
-            ps.advance(&self.settings, &mut self.interner, &mut self.out);
+            ps.advance(&self.settings, &mut self.out);
         }
     }
 
     /// End of a bounded input for every partition.
     pub fn finish_all(&mut self) {
         for ps in self.parts.values_mut() {
-            ps.finish(&self.settings, &mut self.interner, &mut self.out);
+            ps.finish(&self.settings, &mut self.out);
         }
     }
 
     /// Takes everything produced since the last call, including changed open windows.
     pub fn take_outputs(&mut self) -> Outputs {
         for ps in self.parts.values_mut() {
-            ps.drain(&mut self.out);
+            ps.drain(&self.settings, &mut self.out);
         }
         std::mem::take(&mut self.out)
     }

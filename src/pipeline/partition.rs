@@ -14,7 +14,7 @@ use crate::model::{Interaction, Stream, Survey};
 use crate::window::{WindowState, WindowUpdate};
 use serde::{Deserialize, Serialize};
 
-use super::intern::Interner;
+use super::dims;
 
 /// Event-time progress of one stream of the pair.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -103,6 +103,14 @@ impl PartitionState {
         &self.windows
     }
 
+    /// Every open window row, for summaries.
+    pub fn window_snapshot(
+        &mut self,
+        st: &Settings,
+    ) -> Vec<(crate::window::WindowKey, crate::window::aggregate::Partial)> {
+        self.windows.snapshot(&st.window)
+    }
+
     /// Checks lateness and moves the stream's clock. Offsets at or past `next_offset` only.
     fn accept(
         &mut self,
@@ -138,12 +146,11 @@ impl PartitionState {
         s: Survey,
         offset: i64,
         st: &Settings,
-        interner: &mut Interner,
         out: &mut Outputs,
     ) -> Result<(), TooLate> {
         self.accept(Stream::Survey, offset, s.submitted_at_ms, st)?;
         if let Some(forced) = self.join.add_survey(s, &st.join) {
-            self.fold_survey(forced, st, interner, out);
+            self.fold_survey(forced, st, out);
         }
         Ok(())
     }
@@ -153,15 +160,13 @@ impl PartitionState {
         i: Interaction,
         offset: i64,
         st: &Settings,
-        interner: &mut Interner,
         out: &mut Outputs,
     ) -> Result<(), TooLate> {
         self.accept(Stream::Interaction, offset, i.ended_at_ms, st)?;
         out.join_evicted += self.join.add_contact(&i, &st.join) as u64;
-        let dims = interner.contact_dims(&i);
         let (talk, hold, wrap) = (i.talk_ms as u64, i.hold_ms as u64, i.wrap_ms as u64);
         self.windows
-            .add(i.ended_at_ms, &dims, interner.empty(), &st.window, |p| {
+            .add(i.ended_at_ms, &dims::contact(&i), &st.window, |p| {
                 p.add_contact(talk, hold, wrap)
             });
         out.contacts.push(ContactFact {
@@ -172,26 +177,17 @@ impl PartitionState {
         Ok(())
     }
 
-    fn fold_survey(
-        &mut self,
-        r: Resolved,
-        st: &Settings,
-        interner: &mut Interner,
-        out: &mut Outputs,
-    ) {
-        let dims = interner.survey_dims(&r.survey, r.attribution.as_ref());
+    fn fold_survey(&mut self, r: Resolved, st: &Settings, out: &mut Outputs) {
+        let dims = dims::survey(&r.survey, r.attribution.as_ref());
         let (nps, csat, attributed) = (
             r.survey.nps_score,
             r.survey.csat_score,
             r.attribution.is_some(),
         );
-        self.windows.add(
-            r.survey.submitted_at_ms,
-            &dims,
-            interner.empty(),
-            &st.window,
-            |p| p.add_survey(nps, csat, attributed),
-        );
+        self.windows
+            .add(r.survey.submitted_at_ms, &dims, &st.window, |p| {
+                p.add_survey(nps, csat, attributed)
+            });
         out.surveys.push(SurveyFact {
             partition: self.partition,
             resolved: r,
@@ -199,7 +195,7 @@ impl PartitionState {
     }
 
     /// Settles surveys, closes windows and evicts contacts as far as the clocks allow.
-    pub fn advance(&mut self, st: &Settings, interner: &mut Interner, out: &mut Outputs) {
+    pub fn advance(&mut self, st: &Settings, out: &mut Outputs) {
         for s in Stream::ALL {
             if self.idle[s as usize] {
                 let other = self.clocks[s.other() as usize].floor_ms;
@@ -209,11 +205,14 @@ impl PartitionState {
         }
         let contact_floor = self.clocks[Stream::Interaction as usize].floor_ms;
         let survey_floor = self.clocks[Stream::Survey as usize].floor_ms;
-        self.settle(contact_floor, st, interner, out);
+        self.settle(contact_floor, st, out);
         let pending = self.join.earliest_pending_ms(&st.join).unwrap_or(i64::MAX);
         let mut closed = Vec::new();
-        self.windows
-            .close_until(survey_floor.min(contact_floor).min(pending), &mut closed);
+        self.windows.close_until(
+            survey_floor.min(contact_floor).min(pending),
+            &st.window,
+            &mut closed,
+        );
         out.windows
             .extend(closed.into_iter().map(|u| (self.partition, u)));
         self.join.evict_before(
@@ -224,33 +223,27 @@ impl PartitionState {
     }
 
     /// End of a bounded input: nothing more can arrive, so settle and close everything.
-    pub fn finish(&mut self, st: &Settings, interner: &mut Interner, out: &mut Outputs) {
-        self.settle(i64::MAX, st, interner, out);
+    pub fn finish(&mut self, st: &Settings, out: &mut Outputs) {
+        self.settle(i64::MAX, st, out);
         let mut closed = Vec::new();
-        self.windows.close_until(i64::MAX, &mut closed);
+        self.windows.close_until(i64::MAX, &st.window, &mut closed);
         out.windows
             .extend(closed.into_iter().map(|u| (self.partition, u)));
     }
 
-    fn settle(
-        &mut self,
-        contact_floor: i64,
-        st: &Settings,
-        interner: &mut Interner,
-        out: &mut Outputs,
-    ) {
+    fn settle(&mut self, contact_floor: i64, st: &Settings, out: &mut Outputs) {
         let mut resolved = Vec::new();
         self.join
             .resolve_until(contact_floor, &st.join, &mut resolved);
         for r in resolved {
-            self.fold_survey(r, st, interner, out);
+            self.fold_survey(r, st, out);
         }
     }
 
     /// Emits open windows changed since the last flush.
-    pub fn drain(&mut self, out: &mut Outputs) {
+    pub fn drain(&mut self, st: &Settings, out: &mut Outputs) {
         let mut v = Vec::new();
-        self.windows.drain_dirty(&mut v);
+        self.windows.drain_dirty(&st.window, &mut v);
         out.windows
             .extend(v.into_iter().map(|u| (self.partition, u)));
     }

@@ -6,12 +6,14 @@
 //! with every event folded, so the newest state always wins in ReplacingMergeTree.
 
 pub mod aggregate;
+pub mod segments;
 
 use crate::model::{DimValues, DIMENSIONS};
 use aggregate::Partial;
+use rustc_hash::FxHashMap;
+use segments::Segments;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 /// A grouping set: which of the [`DIMENSIONS`] a row is keyed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,10 +81,29 @@ impl WindowUpdate {
     }
 }
 
-#[derive(Default, Serialize, Deserialize)]
+/// One open row: its state and whether it changed since it was last emitted.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    partial: Partial,
+    dirty: bool,
+}
+
+/// Open windows of one size, by end time, then group key.
+type Ends = BTreeMap<i64, FxHashMap<u32, Slot>>;
+
+/// Per event, the work is one tuple lookup plus one small-key update per grouping set in a
+/// buffer at the finest time granularity (the gcd of the sizes, so each buffer cell lies in
+/// exactly one window of every size). The buffer is rolled up into every size when windows
+/// are emitted or closed: once per cell, not once per event.
+#[derive(Default)]
 pub struct WindowState {
-    open: BTreeMap<WindowKey, Partial>,
-    dirty: BTreeSet<WindowKey>,
+    segments: Segments,
+    /// (start of the gcd-sized cell, group key) -> events since the last roll-up.
+    buffer: FxHashMap<(i64, u32), Partial>,
+    /// Per window size (ms), its open windows.
+    open: Vec<(i64, Ends)>,
+    dirty: Vec<(i64, i64, u32)>,
+    open_rows: usize,
 }
 
 /// Start of the tumbling window of `size` that holds `t` (floor division, so negative
@@ -91,128 +112,218 @@ pub fn window_start(t: i64, size: i64) -> i64 {
     t.div_euclid(size) * size
 }
 
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl WindowConfig {
+    /// The buffer's cell size: every configured size is a multiple of it.
+    pub fn cell_ms(&self) -> i64 {
+        self.sizes_ms.iter().fold(0, |g, &s| gcd(g, s)).max(1)
+    }
+}
+
 impl WindowState {
+    /// Rows held open (after the pending roll-up).
     pub fn open_len(&self) -> usize {
-        self.open.len()
+        self.open_rows + self.buffer.len()
+    }
+
+    /// Distinct group keys seen, a measure of segment cardinality.
+    pub fn group_keys(&self) -> usize {
+        self.segments.key_count()
     }
 
     /// Folds one event at time `t` into every size x grouping.
     pub fn add(
         &mut self,
         t: i64,
-        dims: &DimValues,
-        empty: &Arc<str>,
+        dims: &[&str; DIMENSIONS.len()],
         cfg: &WindowConfig,
         fold: impl Fn(&mut Partial),
     ) {
-        for &size in &cfg.sizes_ms {
-            let end = window_start(t, size) + size;
-            for (gi, g) in cfg.groupings.iter().enumerate() {
-                let key = WindowKey {
-                    end_ms: end,
-                    size_ms: size,
-                    grouping: gi as u8,
-                    dims: std::array::from_fn(|i| {
-                        if g.mask & (1 << i) != 0 {
-                            dims[i].clone()
-                        } else {
-                            empty.clone()
-                        }
-                    }),
-                };
-                fold(self.open.entry(key.clone()).or_default());
-                self.dirty.insert(key);
+        let cell = window_start(t, cfg.cell_ms());
+        for &k in self.segments.keys_for(dims, &cfg.groupings) {
+            fold(self.buffer.entry((cell, k)).or_default());
+        }
+    }
+
+    fn size_mut(&mut self, size: i64) -> &mut Ends {
+        let i = match self.open.iter().position(|(s, _)| *s == size) {
+            Some(i) => i,
+            None => {
+                self.open.push((size, Ends::new()));
+                self.open.len() - 1
             }
+        };
+        &mut self.open[i].1
+    }
+
+    /// Moves the buffer into the open windows of every size.
+    fn roll_up(&mut self, cfg: &WindowConfig) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        for &size in &cfg.sizes_ms {
+            let mut new_rows = 0;
+            let mut dirty = Vec::new();
+            let ends = self.size_mut(size);
+            for (&(cell, key), p) in &buffer {
+                let end = window_start(cell, size) + size;
+                let slot = ends.entry(end).or_default().entry(key).or_insert_with(|| {
+                    new_rows += 1;
+                    Slot::default()
+                });
+                slot.partial.merge(p);
+                if !slot.dirty {
+                    slot.dirty = true;
+                    dirty.push((size, end, key));
+                }
+            }
+            self.open_rows += new_rows;
+            self.dirty.extend(dirty);
+        }
+        // Reuse the allocation for the next batch.
+        let mut buffer = buffer;
+        buffer.clear();
+        self.buffer = buffer;
+    }
+
+    fn update(
+        &self,
+        size: i64,
+        end: i64,
+        key: u32,
+        partial: Partial,
+        is_final: bool,
+    ) -> WindowUpdate {
+        let (grouping, dims) = self.segments.resolve(key);
+        WindowUpdate {
+            key: WindowKey {
+                end_ms: end,
+                size_ms: size,
+                grouping,
+                dims,
+            },
+            partial,
+            is_final,
         }
     }
 
     /// Emits every window changed since the last call.
-    pub fn drain_dirty(&mut self, out: &mut Vec<WindowUpdate>) {
-        for key in std::mem::take(&mut self.dirty) {
-            if let Some(p) = self.open.get(&key) {
-                out.push(WindowUpdate {
-                    key,
-                    partial: *p,
-                    is_final: false,
-                });
+    pub fn drain_dirty(&mut self, cfg: &WindowConfig, out: &mut Vec<WindowUpdate>) {
+        self.roll_up(cfg);
+        for (size, end, key) in std::mem::take(&mut self.dirty) {
+            let slot = self
+                .open
+                .iter_mut()
+                .find(|(s, _)| *s == size)
+                .and_then(|(_, ends)| ends.get_mut(&end))
+                .and_then(|rows| rows.get_mut(&key));
+            if let Some(slot) = slot {
+                slot.dirty = false;
+                let p = slot.partial;
+                out.push(self.update(size, end, key, p, false));
             }
         }
     }
 
     /// Emits as final and forgets every window ending at or before `floor`.
-    pub fn close_until(&mut self, floor: i64, out: &mut Vec<WindowUpdate>) {
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().end_ms > floor {
-                break;
+    pub fn close_until(&mut self, floor: i64, cfg: &WindowConfig, out: &mut Vec<WindowUpdate>) {
+        self.roll_up(cfg);
+        let mut closed = Vec::new();
+        for (size, ends) in &mut self.open {
+            while let Some(e) = ends.first_entry() {
+                if *e.key() > floor {
+                    break;
+                }
+                let (end, rows) = e.remove_entry();
+                closed.extend(
+                    rows.into_iter()
+                        .map(|(k, slot)| (*size, end, k, slot.partial)),
+                );
             }
-            let (key, partial) = entry.remove_entry();
-            self.dirty.remove(&key);
-            out.push(WindowUpdate {
-                key,
-                partial,
-                is_final: true,
-            });
+        }
+        // Stable output order: by end, size, then group key.
+        closed.sort_unstable_by_key(|&(size, end, k, _)| (end, size, k));
+        self.open_rows -= closed.len();
+        for (size, end, key, p) in closed {
+            out.push(self.update(size, end, key, p, true));
         }
     }
 
-    /// Everything still open, for summaries.
-    pub fn iter(&self) -> impl Iterator<Item = (&WindowKey, &Partial)> {
-        self.open.iter()
+    /// Every open row, for summaries and checkpoints (rolls the buffer up first).
+    pub fn snapshot(&mut self, cfg: &WindowConfig) -> Vec<(WindowKey, Partial)> {
+        self.roll_up(cfg);
+        let mut v = Vec::with_capacity(self.open_rows);
+        for (size, ends) in &self.open {
+            for (&end, rows) in ends {
+                for (&k, slot) in rows {
+                    let u = self.update(*size, end, k, slot.partial, false);
+                    v.push((u.key, u.partial));
+                }
+            }
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// The checkpoint form: rows by full key, so it does not depend on this process's ids.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    rows: Vec<(WindowKey, Partial, bool)>,
+    buffer: Vec<(i64, WindowKey, Partial)>,
+}
+
+impl Serialize for WindowState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut rows = Vec::with_capacity(self.open_rows);
+        for (size, ends) in &self.open {
+            for (&end, r) in ends {
+                for (&k, slot) in r {
+                    let u = self.update(*size, end, k, slot.partial, false);
+                    rows.push((u.key, u.partial, slot.dirty));
+                }
+            }
+        }
+        let buffer = self
+            .buffer
+            .iter()
+            .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, *p, false).key, *p))
+            .collect();
+        Saved { rows, buffer }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let saved = Saved::deserialize(d)?;
+        let mut w = WindowState::default();
+        for (key, partial, dirty) in saved.rows {
+            let k = w.segments.intern(key.grouping, &key.dims);
+            let size = key.size_ms;
+            w.size_mut(size)
+                .entry(key.end_ms)
+                .or_default()
+                .insert(k, Slot { partial, dirty });
+            w.open_rows += 1;
+            if dirty {
+                w.dirty.push((size, key.end_ms, k));
+            }
+        }
+        for (cell, key, p) in saved.buffer {
+            let k = w.segments.intern(key.grouping, &key.dims);
+            w.buffer.entry((cell, k)).or_default().merge(&p);
+        }
+        Ok(w)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> WindowConfig {
-        WindowConfig {
-            sizes_ms: vec![60_000, 3_600_000],
-            groupings: vec![
-                Grouping::new(&[]).unwrap_or_else(|e| panic!("{e}")),
-                Grouping::new(&["team".into()]).unwrap_or_else(|e| panic!("{e}")),
-            ],
-        }
-    }
-
-    fn dims(team: &str) -> DimValues {
-        std::array::from_fn(|i| Arc::from(if i == 2 { team } else { "x" }))
-    }
-
-    #[test]
-    fn windows_are_floor_aligned() {
-        assert_eq!(window_start(119_999, 60_000), 60_000);
-        assert_eq!(window_start(120_000, 60_000), 120_000);
-        assert_eq!(window_start(-1, 60_000), -60_000);
-    }
-
-    #[test]
-    fn grouping_names_follow_column_order() {
-        let g =
-            Grouping::new(&["bucket".into(), "channel".into()]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(g.name, "channel,bucket");
-        assert!(Grouping::new(&["colour".into()]).is_err());
-    }
-
-    #[test]
-    fn one_event_touches_sizes_times_groupings_and_closes_in_end_order() {
-        let c = cfg();
-        let empty: Arc<str> = Arc::from("");
-        let mut w = WindowState::default();
-        w.add(30_000, &dims("a"), &empty, &c, |p| p.add_contact(1, 2, 3));
-        w.add(90_000, &dims("b"), &empty, &c, |p| p.add_contact(1, 0, 0));
-        assert_eq!(w.open_len(), 2 * 2 + 2 + 1); // 1m: 2 windows x 2 rows; 1h: overall + 2 teams
-        let mut out = Vec::new();
-        w.drain_dirty(&mut out);
-        assert_eq!(out.len(), 7);
-        out.clear();
-        w.drain_dirty(&mut out);
-        assert!(out.is_empty(), "nothing changed since the last drain");
-        w.close_until(60_000, &mut out);
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|u| u.is_final && u.key.end_ms == 60_000));
-        let overall = out.iter().find(|u| u.key.grouping == 0).map(|u| u.partial);
-        assert_eq!(overall.map(|p| (p.contacts, p.handle_ms)), Some((1, 6)));
-        assert_eq!(out[0].version(), 3);
-    }
-}
+mod tests;

@@ -1,0 +1,520 @@
+//! The join's memory layout. An open ticket must cost little (the lookback is days), so:
+//! - contacts live in one ring in arrival order, addressed by a 32-bit sequence number, and
+//!   are evicted from the front (arrival order is event order up to the out-of-orderness, and
+//!   a contact kept a little longer can never change an answer: attribution filters by time);
+//! - ids are stored inline (up to 24 bytes without a heap allocation);
+//! - who handled a contact (agent, team, channel, bucket, category, product) is interned;
+//! - a ticket is its id plus the head of its contact chain; a customer its id plus a ring of
+//!   its contacts' sequence numbers.
+//!
+//! Checkpoints store contacts by value (strings), so they do not depend on these ids.
+
+use super::{AttributionPolicy, JoinConfig, Resolved};
+use crate::model::{Attribution, Interaction, MatchKind, Survey};
+use compact_str::CompactString;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::BuildHasher;
+
+const NIL: u32 = u32::MAX;
+
+fn hash_str(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
+
+struct Contact {
+    ended_at_ms: i64,
+    interaction_id: CompactString,
+    handling: u32,
+    ticket: u32,
+    customer: u32,
+    /// Next (older) contact of the same ticket, by sequence number.
+    next_in_ticket: u32,
+}
+
+struct Ticket {
+    id: CompactString,
+    /// Newest contact of the ticket.
+    head: u32,
+}
+
+struct Customer {
+    id: CompactString,
+    contacts: VecDeque<u32>,
+}
+
+/// Interned handling attributes, shared by every contact with the same values.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Handling {
+    agent_id: Box<str>,
+    team: Box<str>,
+    channel: Box<str>,
+    bucket: Box<str>,
+    category: Box<str>,
+    product: Option<Box<str>>,
+}
+
+/// Slots with a free list; ids stay put while live.
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn insert(&mut self, t: T) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i as usize] = Some(t);
+                i
+            }
+            None => {
+                self.items.push(Some(t));
+                (self.items.len() - 1) as u32
+            }
+        }
+    }
+    fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize).and_then(Option::as_ref)
+    }
+    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize).and_then(Option::as_mut)
+    }
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let t = self.items.get_mut(i as usize)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+}
+
+#[derive(Default)]
+pub struct JoinState {
+    /// Arrival order; `contacts[k]` has sequence number `front_seq + k` (wrapping).
+    contacts: VecDeque<Contact>,
+    front_seq: u32,
+    tickets: Slab<Ticket>,
+    ticket_index: HashTable<u32>,
+    customers: Slab<Customer>,
+    customer_index: HashTable<u32>,
+    handlings: Vec<Handling>,
+    handling_index: HashTable<u32>,
+    /// Keyed by (deadline = submitted_at + max_wait, arrival seq).
+    pending: BTreeMap<(i64, u64), Survey>,
+    next_survey: u64,
+}
+
+impl JoinState {
+    pub fn contacts_len(&self) -> usize {
+        self.contacts.len()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Tickets with at least one contact held.
+    pub fn tickets_len(&self) -> usize {
+        self.ticket_index.len()
+    }
+
+    /// Submission time of the oldest survey still waiting, which holds back window closing.
+    pub fn earliest_pending_ms(&self, cfg: &JoinConfig) -> Option<i64> {
+        self.pending
+            .keys()
+            .next()
+            .map(|(deadline, _)| deadline - cfg.max_wait_ms)
+    }
+
+    fn contact(&self, seq: u32) -> Option<&Contact> {
+        self.contacts.get(seq.wrapping_sub(self.front_seq) as usize)
+    }
+
+    fn contact_mut(&mut self, seq: u32) -> Option<&mut Contact> {
+        self.contacts
+            .get_mut(seq.wrapping_sub(self.front_seq) as usize)
+    }
+
+    fn find_ticket(&self, id: &str) -> Option<u32> {
+        let tickets = &self.tickets;
+        self.ticket_index
+            .find(hash_str(id), |&t| {
+                tickets.get(t).is_some_and(|t| t.id == id)
+            })
+            .copied()
+    }
+
+    fn find_customer(&self, id: &str) -> Option<u32> {
+        let customers = &self.customers;
+        self.customer_index
+            .find(hash_str(id), |&c| {
+                customers.get(c).is_some_and(|c| c.id == id)
+            })
+            .copied()
+    }
+
+    fn handling(&mut self, i: &Interaction) -> u32 {
+        let key = (
+            i.agent_id.as_str(),
+            i.team.as_str(),
+            i.channel.as_str(),
+            i.bucket.as_str(),
+            i.category.as_str(),
+            i.product.as_deref(),
+        );
+        let h = FxBuildHasher.hash_one(key);
+        let same = |x: &Handling| {
+            (
+                &*x.agent_id,
+                &*x.team,
+                &*x.channel,
+                &*x.bucket,
+                &*x.category,
+                x.product.as_deref(),
+            ) == key
+        };
+        let handlings = &self.handlings;
+        if let Some(&id) = self
+            .handling_index
+            .find(h, |&id| same(&handlings[id as usize]))
+        {
+            return id;
+        }
+        let id = self.handlings.len() as u32;
+        self.handlings.push(Handling {
+            agent_id: key.0.into(),
+            team: key.1.into(),
+            channel: key.2.into(),
+            bucket: key.3.into(),
+            category: key.4.into(),
+            product: key.5.map(Into::into),
+        });
+        let handlings = &self.handlings;
+        self.handling_index.insert_unique(h, id, |&id| {
+            let x = &handlings[id as usize];
+            FxBuildHasher.hash_one((
+                &*x.agent_id,
+                &*x.team,
+                &*x.channel,
+                &*x.bucket,
+                &*x.category,
+                x.product.as_deref(),
+            ))
+        });
+        id
+    }
+
+    /// Indexes an accepted contact. Returns how many contacts the cap pushed out.
+    pub fn add_contact(&mut self, i: &Interaction, cfg: &JoinConfig) -> usize {
+        let seq = self.front_seq.wrapping_add(self.contacts.len() as u32);
+        let handling = self.handling(i);
+        let ticket = match self.find_ticket(&i.ticket_id) {
+            Some(t) => t,
+            None => {
+                let t = self.tickets.insert(Ticket {
+                    id: CompactString::from(i.ticket_id.as_str()),
+                    head: NIL,
+                });
+                let tickets = &self.tickets;
+                self.ticket_index
+                    .insert_unique(hash_str(&i.ticket_id), t, |&t| {
+                        tickets.get(t).map_or(0, |t| hash_str(&t.id))
+                    });
+                t
+            }
+        };
+        let customer = match self.find_customer(&i.customer_id) {
+            Some(c) => c,
+            None => {
+                let c = self.customers.insert(Customer {
+                    id: CompactString::from(i.customer_id.as_str()),
+                    contacts: VecDeque::new(),
+                });
+                let customers = &self.customers;
+                self.customer_index
+                    .insert_unique(hash_str(&i.customer_id), c, |&c| {
+                        customers.get(c).map_or(0, |c| hash_str(&c.id))
+                    });
+                c
+            }
+        };
+        let next_in_ticket = self.tickets.get(ticket).map_or(NIL, |t| t.head);
+        if let Some(t) = self.tickets.get_mut(ticket) {
+            t.head = seq;
+        }
+        if let Some(c) = self.customers.get_mut(customer) {
+            c.contacts.push_back(seq);
+        }
+        self.contacts.push_back(Contact {
+            ended_at_ms: i.ended_at_ms,
+            interaction_id: CompactString::from(i.interaction_id.as_str()),
+            handling,
+            ticket,
+            customer,
+            next_in_ticket,
+        });
+        let mut evicted = 0;
+        while self.contacts.len() > cfg.max_contacts && self.pop_front() {
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Removes the oldest-arrived contact and unlinks it.
+    fn pop_front(&mut self) -> bool {
+        let seq = self.front_seq;
+        let Some(c) = self.contacts.pop_front() else {
+            return false;
+        };
+        self.front_seq = self.front_seq.wrapping_add(1);
+        // Unlink from the ticket chain (newest first; the evicted one is usually last).
+        let head = self.tickets.get(c.ticket).map_or(NIL, |t| t.head);
+        if head == seq {
+            if let Some(t) = self.tickets.get_mut(c.ticket) {
+                t.head = c.next_in_ticket;
+            }
+        } else {
+            let mut cur = head;
+            while let Some(x) = self.contact(cur) {
+                if x.next_in_ticket == seq {
+                    let next = c.next_in_ticket;
+                    if let Some(x) = self.contact_mut(cur) {
+                        x.next_in_ticket = next;
+                    }
+                    break;
+                }
+                cur = x.next_in_ticket;
+            }
+        }
+        if self.tickets.get(c.ticket).is_some_and(|t| t.head == NIL) {
+            if let Some(t) = self.tickets.remove(c.ticket) {
+                let h = hash_str(&t.id);
+                if let Ok(e) = self.ticket_index.find_entry(h, |&x| x == c.ticket) {
+                    e.remove();
+                }
+            }
+        }
+        let now_empty = self.customers.get_mut(c.customer).is_some_and(|cu| {
+            if cu.contacts.front() == Some(&seq) {
+                cu.contacts.pop_front();
+            } else {
+                cu.contacts.retain(|&s| s != seq);
+            }
+            cu.contacts.is_empty()
+        });
+        if now_empty {
+            if let Some(cu) = self.customers.remove(c.customer) {
+                let h = hash_str(&cu.id);
+                if let Ok(e) = self.customer_index.find_entry(h, |&x| x == c.customer) {
+                    e.remove();
+                }
+            }
+        }
+        true
+    }
+
+    /// Parks a survey until its wait is over. When the pending map is full the oldest
+    /// survey is settled early (returned) so memory stays bounded.
+    pub fn add_survey(&mut self, s: Survey, cfg: &JoinConfig) -> Option<Resolved> {
+        let seq = self.next_survey;
+        self.next_survey += 1;
+        self.pending
+            .insert((s.submitted_at_ms.saturating_add(cfg.max_wait_ms), seq), s);
+        if self.pending.len() > cfg.max_pending {
+            let (_, survey) = self.pending.pop_first()?;
+            let attribution = self.attribute(&survey, cfg);
+            return Some(Resolved {
+                survey,
+                attribution,
+                forced: true,
+            });
+        }
+        None
+    }
+
+    /// Settles every survey whose deadline is below the contact stream's horizon.
+    pub fn resolve_until(
+        &mut self,
+        contact_horizon: i64,
+        cfg: &JoinConfig,
+        out: &mut Vec<Resolved>,
+    ) {
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 >= contact_horizon {
+                break;
+            }
+            let survey = entry.remove();
+            let attribution = self.attribute(&survey, cfg);
+            out.push(Resolved {
+                survey,
+                attribution,
+                forced: false,
+            });
+        }
+    }
+
+    /// Drops contacts older than `floor` from the front of the arrival order; callers pass
+    /// the oldest survey time that can still need one, minus the lookback.
+    pub fn evict_before(&mut self, floor: i64) {
+        while self.contacts.front().is_some_and(|c| c.ended_at_ms < floor) {
+            self.pop_front();
+        }
+    }
+
+    /// Contacts of a ticket within [lo, hi], newest first.
+    fn ticket_contacts(&self, ticket: u32, lo: i64, hi: i64) -> impl Iterator<Item = &Contact> {
+        let mut cur = self.tickets.get(ticket).map_or(NIL, |t| t.head);
+        std::iter::from_fn(move || {
+            let c = self.contact(cur)?;
+            cur = c.next_in_ticket;
+            Some(c)
+        })
+        .filter(move |c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
+    }
+
+    fn attribute(&self, s: &Survey, cfg: &JoinConfig) -> Option<Attribution> {
+        let lo = s.submitted_at_ms.saturating_sub(cfg.lookback_ms);
+        let hi = s.submitted_at_ms.saturating_add(cfg.max_wait_ms);
+        fn order(a: &&Contact, b: &&Contact) -> std::cmp::Ordering {
+            (a.ended_at_ms, a.interaction_id.as_str())
+                .cmp(&(b.ended_at_ms, b.interaction_id.as_str()))
+        }
+        let (ticket, matched_by) = match &s.ticket_id {
+            Some(t) => (self.find_ticket(t)?, MatchKind::Ticket),
+            None => {
+                let customer = self.customers.get(self.find_customer(&s.customer_id)?)?;
+                let latest = customer
+                    .contacts
+                    .iter()
+                    .filter_map(|&seq| self.contact(seq))
+                    .filter(|c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
+                    .max_by(order)?;
+                (latest.ticket, MatchKind::Customer)
+            }
+        };
+        // The chain runs newest arrival first; exact ties (a replayed contact) go to the
+        // newest arrival under Last and the oldest under First.
+        use std::cmp::Ordering::{Greater, Less};
+        let chosen = self.ticket_contacts(ticket, lo, hi).reduce(|best, c| {
+            match (cfg.policy, order(&c, &best)) {
+                (AttributionPolicy::Last, Greater) => c,
+                (AttributionPolicy::First, Less | std::cmp::Ordering::Equal) => c,
+                _ => best,
+            }
+        })?;
+        let h = self.handlings.get(chosen.handling as usize)?;
+        Some(Attribution {
+            interaction_id: chosen.interaction_id.to_string(),
+            ticket_id: self.tickets.get(ticket)?.id.to_string(),
+            agent_id: h.agent_id.to_string(),
+            team: h.team.to_string(),
+            channel: h.channel.to_string(),
+            bucket: h.bucket.to_string(),
+            category: h.category.to_string(),
+            product: h.product.as_deref().map(str::to_owned),
+            matched_by,
+        })
+    }
+}
+
+/// A held contact by value, for checkpoints.
+#[derive(Serialize, Deserialize)]
+struct SavedContact {
+    interaction_id: String,
+    ticket_id: String,
+    customer_id: String,
+    agent_id: String,
+    team: String,
+    channel: String,
+    bucket: String,
+    category: String,
+    product: Option<String>,
+    ended_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    contacts: Vec<SavedContact>,
+    pending: Vec<((i64, u64), Survey)>,
+    next_survey: u64,
+}
+
+impl Serialize for JoinState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let contacts = self
+            .contacts
+            .iter()
+            .filter_map(|c| {
+                let h = self.handlings.get(c.handling as usize)?;
+                Some(SavedContact {
+                    interaction_id: c.interaction_id.to_string(),
+                    ticket_id: self.tickets.get(c.ticket)?.id.to_string(),
+                    customer_id: self.customers.get(c.customer)?.id.to_string(),
+                    agent_id: h.agent_id.to_string(),
+                    team: h.team.to_string(),
+                    channel: h.channel.to_string(),
+                    bucket: h.bucket.to_string(),
+                    category: h.category.to_string(),
+                    product: h.product.as_deref().map(str::to_owned),
+                    ended_at_ms: c.ended_at_ms,
+                })
+            })
+            .collect();
+        Saved {
+            contacts,
+            pending: self.pending.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            next_survey: self.next_survey,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JoinState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let saved = Saved::deserialize(d)?;
+        let mut j = JoinState::default();
+        let no_cap = JoinConfig {
+            policy: AttributionPolicy::Last,
+            lookback_ms: 0,
+            max_wait_ms: 0,
+            max_contacts: usize::MAX,
+            max_pending: usize::MAX,
+        };
+        for c in saved.contacts {
+            j.add_contact(
+                &Interaction {
+                    interaction_id: c.interaction_id,
+                    ticket_id: c.ticket_id,
+                    customer_id: c.customer_id,
+                    agent_id: c.agent_id,
+                    team: c.team,
+                    channel: c.channel,
+                    bucket: c.bucket,
+                    category: c.category,
+                    product: c.product,
+                    started_at_ms: c.ended_at_ms,
+                    ended_at_ms: c.ended_at_ms,
+                    talk_ms: 0,
+                    hold_ms: 0,
+                    wrap_ms: 0,
+                    resolved: false,
+                },
+                &no_cap,
+            );
+        }
+        j.pending = saved.pending.into_iter().collect();
+        j.next_survey = saved.next_survey;
+        Ok(j)
+    }
+}
