@@ -132,7 +132,7 @@ fn join(c: &mut Criterion) {
                         }
                     }
                     if n % 1000 == 999 {
-                        j.resolve_until(horizon, &cfg, &mut settled);
+                        j.resolve_until(horizon, &cfg, |r| settled.push(r));
                         j.evict_before(horizon - cfg.lookback_ms);
                         settled.clear();
                     }
@@ -174,12 +174,12 @@ fn window(c: &mut Criterion) {
                         }
                     }
                     if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        w.drain_dirty(&st.window, &mut out);
+                        w.drain_dirty(&st.window, |u| out.push(u));
                         rows += out.len();
                         out.clear();
                     }
                 }
-                w.close_until(i64::MAX, &st.window, &mut out);
+                w.close_until(i64::MAX, &st.window, |u| out.push(u));
                 rows + out.len()
             })
         });

@@ -197,6 +197,10 @@ pub struct SinkConfig {
     pub max_bytes: usize,
     /// ...or this much time has passed since the last flush.
     pub period: String,
+    /// How often a flush also confirms dead letters, checkpoints state and commits offsets.
+    /// Longer: less state serialized and fewer broker round trips; shorter: less replay
+    /// after a crash (replays are idempotent either way).
+    pub checkpoint_interval: String,
 }
 
 impl Default for SinkConfig {
@@ -205,6 +209,7 @@ impl Default for SinkConfig {
             max_rows: 100_000,
             max_bytes: 64 * 1024 * 1024,
             period: "2s".into(),
+            checkpoint_interval: "10s".into(),
         }
     }
 }
@@ -238,6 +243,7 @@ pub struct Validated {
     pub settings: Settings,
     pub idle_timeout: Duration,
     pub flush_period: Duration,
+    pub checkpoint_interval: Duration,
 }
 
 fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
@@ -404,6 +410,11 @@ impl Config {
             errs.push("sink.max_bytes must be at least 1024".into());
         }
         let flush_period = duration("sink.period", &self.sink.period, &mut errs);
+        let checkpoint_interval = duration(
+            "sink.checkpoint_interval",
+            &self.sink.checkpoint_interval,
+            &mut errs,
+        );
         if !self.metrics.listen.is_empty()
             && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
         {
@@ -433,6 +444,7 @@ impl Config {
             },
             idle_timeout,
             flush_period,
+            checkpoint_interval,
         })
     }
 

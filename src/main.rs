@@ -2,6 +2,13 @@
 //! `generate` (produce seeded events to Kafka) and `validate` (check a config file).
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the job allocates and frees millions of short strings per second (decoded
+/// events, fact rows); glibc's allocator spent more time than the pipeline on that load
+/// (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cx_pipeline::codec::registry::Registry;
 use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
 use cx_pipeline::config::{Config, Validated};

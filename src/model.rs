@@ -120,8 +120,9 @@ pub const UNKNOWN: &str = "unknown";
 /// Value of agent/team/channel/bucket for a survey the join could not attribute.
 pub const UNATTRIBUTED: &str = "unattributed";
 
-/// Dimension values of one event, interned so window keys clone without allocating.
-pub type DimValues = [Arc<str>; 7];
+/// Dimension values of a window row, interned: shared by every row of the same segment, so
+/// emitting a row costs one reference count, not seven.
+pub type DimValues = Arc<[Arc<str>; 7]>;
 
 /// Who handled the contact a survey was attributed to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -348,7 +348,7 @@ impl JoinState {
         &mut self,
         contact_horizon: i64,
         cfg: &JoinConfig,
-        out: &mut Vec<Resolved>,
+        mut settled: impl FnMut(Resolved),
     ) {
         while let Some(entry) = self.pending.first_entry() {
             if entry.key().0 >= contact_horizon {
@@ -356,7 +356,7 @@ impl JoinState {
             }
             let survey = entry.remove();
             let attribution = self.attribute(&survey, cfg);
-            out.push(Resolved {
+            settled(Resolved {
                 survey,
                 attribution,
                 forced: false,

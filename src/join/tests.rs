@@ -51,7 +51,7 @@ fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64) -> Survey {
 
 fn resolve_one(j: &mut JoinState, c: &JoinConfig) -> Resolved {
     let mut out = Vec::new();
-    j.resolve_until(i64::MAX, c, &mut out);
+    j.resolve_until(i64::MAX, c, |r| out.push(r));
     assert_eq!(out.len(), 1);
     out.remove(0)
 }
@@ -106,11 +106,11 @@ fn survey_waits_for_the_contact_horizon() {
     j.add_survey(survey("s1", "c1", Some("t1"), 1000 * MIN), &c);
     let mut out = Vec::new();
     // Horizon exactly at the deadline: a contact ending at the deadline could still come.
-    j.resolve_until(1010 * MIN, &c, &mut out);
+    j.resolve_until(1010 * MIN, &c, |r| out.push(r));
     assert!(out.is_empty());
     // The contact arrives after the survey (ingestion lag) but inside the wait.
     j.add_contact(&contact("i1", "t1", "c1", "a", 1005 * MIN), &c);
-    j.resolve_until(1010 * MIN + 1, &c, &mut out);
+    j.resolve_until(1010 * MIN + 1, &c, |r| out.push(r));
     assert_eq!(out.len(), 1);
     assert!(out[0].attribution.is_some());
     assert_eq!(j.pending_len(), 0);

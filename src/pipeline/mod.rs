@@ -100,7 +100,8 @@ impl Core {
         for ps in self.parts.values_mut() {
             ps.drain(&self.settings, &mut self.out);
         }
-        std::mem::take(&mut self.out)
+        let next = Outputs::sized_like(&self.out);
+        std::mem::replace(&mut self.out, next)
     }
 
     /// Outputs waiting for the next flush (facts only; windows are drained at flush).

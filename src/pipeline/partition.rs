@@ -68,6 +68,17 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// Empty, with room for as much as `last` held: batches are similar in size, and
+    /// growing big vectors from empty cost more than the work stored in them.
+    pub fn sized_like(last: &Outputs) -> Self {
+        Outputs {
+            surveys: Vec::with_capacity(last.surveys.len()),
+            contacts: Vec::with_capacity(last.contacts.len()),
+            windows: Vec::with_capacity(last.windows.len()),
+            join_evicted: 0,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.surveys.is_empty() && self.contacts.is_empty() && self.windows.is_empty()
     }
@@ -150,7 +161,7 @@ impl PartitionState {
     ) -> Result<(), TooLate> {
         self.accept(Stream::Survey, offset, s.submitted_at_ms, st)?;
         if let Some(forced) = self.join.add_survey(s, &st.join) {
-            self.fold_survey(forced, st, out);
+            fold_survey(&mut self.windows, self.partition, forced, st, out);
         }
         Ok(())
     }
@@ -177,23 +188,6 @@ impl PartitionState {
         Ok(())
     }
 
-    fn fold_survey(&mut self, r: Resolved, st: &Settings, out: &mut Outputs) {
-        let dims = dims::survey(&r.survey, r.attribution.as_ref());
-        let (nps, csat, attributed) = (
-            r.survey.nps_score,
-            r.survey.csat_score,
-            r.attribution.is_some(),
-        );
-        self.windows
-            .add(r.survey.submitted_at_ms, &dims, &st.window, |p| {
-                p.add_survey(nps, csat, attributed)
-            });
-        out.surveys.push(SurveyFact {
-            partition: self.partition,
-            resolved: r,
-        });
-    }
-
     /// Settles surveys, closes windows and evicts contacts as far as the clocks allow.
     pub fn advance(&mut self, st: &Settings, out: &mut Outputs) {
         for s in Stream::ALL {
@@ -207,14 +201,12 @@ impl PartitionState {
         let survey_floor = self.clocks[Stream::Survey as usize].floor_ms;
         self.settle(contact_floor, st, out);
         let pending = self.join.earliest_pending_ms(&st.join).unwrap_or(i64::MAX);
-        let mut closed = Vec::new();
+        let p = self.partition;
         self.windows.close_until(
             survey_floor.min(contact_floor).min(pending),
             &st.window,
-            &mut closed,
+            |u| out.windows.push((p, u)),
         );
-        out.windows
-            .extend(closed.into_iter().map(|u| (self.partition, u)));
         self.join.evict_before(
             survey_floor
                 .min(pending)
@@ -225,27 +217,23 @@ impl PartitionState {
     /// End of a bounded input: nothing more can arrive, so settle and close everything.
     pub fn finish(&mut self, st: &Settings, out: &mut Outputs) {
         self.settle(i64::MAX, st, out);
-        let mut closed = Vec::new();
-        self.windows.close_until(i64::MAX, &st.window, &mut closed);
-        out.windows
-            .extend(closed.into_iter().map(|u| (self.partition, u)));
+        let p = self.partition;
+        self.windows
+            .close_until(i64::MAX, &st.window, |u| out.windows.push((p, u)));
     }
 
     fn settle(&mut self, contact_floor: i64, st: &Settings, out: &mut Outputs) {
-        let mut resolved = Vec::new();
-        self.join
-            .resolve_until(contact_floor, &st.join, &mut resolved);
-        for r in resolved {
-            self.fold_survey(r, st, out);
-        }
+        let (windows, p) = (&mut self.windows, self.partition);
+        self.join.resolve_until(contact_floor, &st.join, |r| {
+            fold_survey(windows, p, r, st, out)
+        });
     }
 
     /// Emits open windows changed since the last flush.
     pub fn drain(&mut self, st: &Settings, out: &mut Outputs) {
-        let mut v = Vec::new();
-        self.windows.drain_dirty(&st.window, &mut v);
-        out.windows
-            .extend(v.into_iter().map(|u| (self.partition, u)));
+        let p = self.partition;
+        self.windows
+            .drain_dirty(&st.window, |u| out.windows.push((p, u)));
     }
 
     /// Checkpoint encoding. Includes offsets, so state and position restore together.
@@ -256,4 +244,27 @@ impl PartitionState {
     pub fn from_bytes(b: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(b)
     }
+}
+
+/// Folds a settled survey into the windows and queues its fact row.
+fn fold_survey(
+    windows: &mut WindowState,
+    partition: i32,
+    r: Resolved,
+    st: &Settings,
+    out: &mut Outputs,
+) {
+    let dims = dims::survey(&r.survey, r.attribution.as_ref());
+    let (nps, csat, attributed) = (
+        r.survey.nps_score,
+        r.survey.csat_score,
+        r.attribution.is_some(),
+    );
+    windows.add(r.survey.submitted_at_ms, &dims, &st.window, |p| {
+        p.add_survey(nps, csat, attributed)
+    });
+    out.surveys.push(SurveyFact {
+        partition,
+        resolved: r,
+    });
 }

@@ -51,7 +51,7 @@ impl DeadLetterProducer {
     pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, KafkaError> {
         let counter = Arc::new(DeliveryCounter::default());
         let mut c = client.clone();
-        c.set("enable.idempotence", "true").set("linger.ms", "20");
+        c.set("enable.idempotence", "true").set("linger.ms", "500");
         let producer = c.create_with_context(Ctx(counter.clone()))?;
         Ok(DeadLetterProducer {
             producer,
@@ -100,6 +100,12 @@ impl DeadLetterProducer {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Dead letters sent but not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        use rdkafka::producer::Producer;
+        self.producer.in_flight_count()
     }
 
     /// Waits for every queued dead letter; fails if any was not delivered, so the caller

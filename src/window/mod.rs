@@ -216,7 +216,7 @@ impl WindowState {
     }
 
     /// Emits every window changed since the last call.
-    pub fn drain_dirty(&mut self, cfg: &WindowConfig, out: &mut Vec<WindowUpdate>) {
+    pub fn drain_dirty(&mut self, cfg: &WindowConfig, mut emit: impl FnMut(WindowUpdate)) {
         self.roll_up(cfg);
         for (size, end, key) in std::mem::take(&mut self.dirty) {
             let slot = self
@@ -228,13 +228,18 @@ impl WindowState {
             if let Some(slot) = slot {
                 slot.dirty = false;
                 let p = slot.partial;
-                out.push(self.update(size, end, key, p, false));
+                emit(self.update(size, end, key, p, false));
             }
         }
     }
 
     /// Emits as final and forgets every window ending at or before `floor`.
-    pub fn close_until(&mut self, floor: i64, cfg: &WindowConfig, out: &mut Vec<WindowUpdate>) {
+    pub fn close_until(
+        &mut self,
+        floor: i64,
+        cfg: &WindowConfig,
+        mut emit: impl FnMut(WindowUpdate),
+    ) {
         self.roll_up(cfg);
         let mut closed = Vec::new();
         for (size, ends) in &mut self.open {
@@ -253,7 +258,7 @@ impl WindowState {
         closed.sort_unstable_by_key(|&(size, end, k, _)| (end, size, k));
         self.open_rows -= closed.len();
         for (size, end, key, p) in closed {
-            out.push(self.update(size, end, key, p, true));
+            emit(self.update(size, end, key, p, true));
         }
     }
 

@@ -32,6 +32,8 @@ struct Tuple {
 
 #[derive(Default)]
 pub struct Segments {
+    /// The strings of each group key, built once.
+    key_dims: Vec<DimValues>,
     /// Distinct dimension values; id 0 is "".
     values: Vec<Arc<str>>,
     value_ids: FxHashMap<Arc<str>, u32>,
@@ -69,6 +71,10 @@ impl Segments {
         let id = self.keys.len() as u32;
         self.keys.push(k);
         self.key_ids.insert(k, id);
+        let dims = Arc::new(std::array::from_fn(|i| {
+            self.values[k.values[i] as usize].clone()
+        }));
+        self.key_dims.push(dims);
         id
     }
 
@@ -127,15 +133,14 @@ impl Segments {
 
     /// The grouping index and dimension strings of a group key.
     pub fn resolve(&self, key: u32) -> (u8, DimValues) {
-        let k = &self.keys[key as usize];
         (
-            k.grouping,
-            std::array::from_fn(|i| self.values[k.values[i] as usize].clone()),
+            self.keys[key as usize].grouping,
+            self.key_dims[key as usize].clone(),
         )
     }
 
     /// Id of a group key given by strings (checkpoint restore).
-    pub fn intern(&mut self, grouping: u8, dims: &DimValues) -> u32 {
+    pub fn intern(&mut self, grouping: u8, dims: &[Arc<str>; N]) -> u32 {
         let values = std::array::from_fn(|i| self.value(&dims[i]));
         self.key(GroupKey { grouping, values })
     }

@@ -23,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +80,7 @@ struct Run<'a> {
     summary: RunSummary,
     consumed: HashMap<(Stream, i32), u64>,
     checkpoint_seq: u64,
+    last_checkpoint: Instant,
     checkpoint_due: BTreeSet<i32>,
     /// Payload bytes consumed since the last flush.
     batch_bytes: usize,
@@ -88,18 +90,7 @@ impl KafkaJob {
     /// Runs until `stop` is set (or the input ends, when bounded); flushes and commits first.
     pub fn run(&mut self, stop: Arc<AtomicBool>) -> Result<RunSummary, JobError> {
         let client = client_config(&self.config);
-        let mut cc = client.clone();
-        cc.set("group.id", &self.config.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
-            .set("partition.assignment.strategy", "range")
-            .set("fetch.wait.max.ms", "100")
-            .set("fetch.error.backoff.ms", "50");
-        for (k, v) in &self.config.kafka.consumer {
-            cc.set(k, v);
-        }
+        let cc = consumer_config(&self.config);
         let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
             changes: Mutex::new(Vec::new()),
         })?;
@@ -130,6 +121,7 @@ impl KafkaJob {
             summary: RunSummary::default(),
             consumed: HashMap::new(),
             checkpoint_seq: 0,
+            last_checkpoint: Instant::now(),
             checkpoint_due: BTreeSet::new(),
             batch_bytes: 0,
         };
@@ -159,7 +151,7 @@ impl Run<'_> {
         loop {
             if stop.load(Ordering::Relaxed) {
                 tracing::info!("shutdown requested: flushing and committing");
-                self.flush()?;
+                self.flush(CommitMode::Sync)?;
                 break;
             }
             let mut n = 0;
@@ -215,14 +207,14 @@ impl Run<'_> {
                 tracing::info!("end of input: finishing windows and pending surveys");
                 self.core.finish_all();
                 self.checkpoint_all();
-                self.flush()?;
+                self.flush(CommitMode::Sync)?;
                 break;
             }
             if self.core.pending_rows() >= max_rows
                 || self.batch_bytes >= max_bytes
                 || last_flush.elapsed() >= period
             {
-                self.flush()?;
+                self.flush(CommitMode::Async)?;
                 last_flush = Instant::now();
             }
         }
@@ -369,7 +361,7 @@ impl Run<'_> {
                     for &p in &parts {
                         self.dirty_checkpoint(p);
                     }
-                    if let Err(e) = self.flush() {
+                    if let Err(e) = self.flush(CommitMode::Sync) {
                         tracing::warn!(error = %e, "flush on revoke failed; the next owner replays from the last checkpoint");
                     }
                     for p in parts {
@@ -431,13 +423,37 @@ impl Run<'_> {
     }
 
     /// Rows, then dead letters, then checkpoints, then offsets: each step only after the
-    /// previous one is acknowledged.
-    fn flush(&mut self) -> Result<(), JobError> {
+    /// previous one is acknowledged. The checkpoint already holds the offsets and a new
+    /// assignment seeks to it, so routine commits are asynchronous (waiting for them cost
+    /// seconds per flush against a busy broker); the last one before stop or revoke waits.
+    fn flush(&mut self, commit: CommitMode) -> Result<(), JobError> {
         let started = Instant::now();
         let out = self.core.take_outputs();
         self.batch_bytes = 0;
         self.job.runtime.block_on(self.flusher.write(&out))?;
+        let rows_done = started.elapsed();
+        // Checkpoints follow sink.checkpoint_interval; the last flush before a stop or a
+        // revoke always takes one. When dead letters are still in flight, a routine
+        // checkpoint waits (up to three intervals) rather than block on a busy broker.
+        let since = self.last_checkpoint.elapsed();
+        let interval = self.job.validated.checkpoint_interval;
+        let routine = matches!(commit, CommitMode::Async);
+        if routine && (since < interval || (self.dlq.in_flight() > 0 && since < interval * 3)) {
+            self.update_gauges();
+            tracing::debug!(
+                facts = out.surveys.len() + out.contacts.len(),
+                windows = out.windows.len(),
+                rows_ms = rows_done.as_millis() as u64,
+                "flushed rows"
+            );
+            self.job
+                .metrics
+                .flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            return Ok(());
+        }
         self.dlq.confirm().map_err(JobError::DeadLetter)?;
+        let dlq_done = started.elapsed();
         let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
             .into_iter()
             .collect();
@@ -468,18 +484,31 @@ impl Run<'_> {
                 }
             }
         }
+        let checkpoint_bytes: usize = rows.iter().map(|r| r.state.len()).sum();
         self.job
             .runtime
             .block_on(self.job.sink.insert("checkpoints", &rows))?;
+        let checkpoint_done = started.elapsed();
+        self.last_checkpoint = Instant::now();
         self.job.metrics.checkpoints.inc_by(rows.len() as u64);
         if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            if let Err(e) = self.consumer.commit(&tpl, commit) {
                 // The checkpoint already holds these offsets; the next assignment seeks to it.
                 self.job.metrics.commit_errors.inc();
                 tracing::warn!(error = %e, "offset commit failed");
             }
         }
         self.update_gauges();
+        tracing::debug!(
+            facts = out.surveys.len() + out.contacts.len(),
+            windows = out.windows.len(),
+            checkpoint_bytes,
+            rows_ms = rows_done.as_millis() as u64,
+            dead_letters_ms = (dlq_done - rows_done).as_millis() as u64,
+            checkpoints_ms = (checkpoint_done - dlq_done).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
         self.job
             .metrics
             .flush_seconds

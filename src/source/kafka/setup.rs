@@ -63,6 +63,25 @@ pub(super) fn client_config(cfg: &Config) -> ClientConfig {
     c
 }
 
+/// The job's consumer settings: manual commits after the sink confirmed, end-of-partition
+/// events for bounded runs, short fetch waits, then the `kafka.consumer` pass-through map.
+/// Public so the end-to-end benchmark's raw consumer uses exactly the same settings.
+pub fn consumer_config(cfg: &Config) -> ClientConfig {
+    let mut cc = client_config(cfg);
+    cc.set("group.id", &cfg.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("partition.assignment.strategy", "range")
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.error.backoff.ms", "50");
+    for (k, v) in &cfg.kafka.consumer {
+        cc.set(k, v);
+    }
+    cc
+}
+
 pub(super) fn check_topics(
     c: &BaseConsumer<Ctx>,
     topics: &[String; 2],

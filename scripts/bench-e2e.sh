@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: raw consume rate vs the full pipeline on the same topics of the same
+# broker, side by side in one run, printed as a table (see benches/e2e.rs). Starts the
+# broker and ClickHouse like the test suite does and stops them afterwards.
+#
+#   scripts/bench-e2e.sh                       # 300,000 messages, 3 alternating runs
+#   CXP_BENCH_EVENTS=1000000 CXP_BENCH_RUNS=5 scripts/bench-e2e.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cxp/target}
+export CXP_SERVICES_DIR=${CXP_SERVICES_DIR:-$(mktemp -d /tmp/cxp-bench.XXXXXX)}
+scripts/install-deps.sh
+cargo build --release --locked --bin cx-pipeline
+cargo build --release --locked --bench e2e
+trap 'scripts/services.sh stop' EXIT
+env_file=$(mktemp)
+scripts/services.sh start > "$env_file"
+# shellcheck disable=SC1090
+source "$env_file"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); broker: tansu (sqlite); ClickHouse $(dpkg-query -W -f "${Version}" clickhouse-server 2>/dev/null || echo "?")"
+cargo bench --locked --bench e2e
