@@ -14,158 +14,17 @@
 //! too-late messages, default 0: clean input, see docs/PERFORMANCE.md for why); CXP_BENCH_LOG
 //! (the pipeline's RUST_LOG, default warn).
 
-use cx_pipeline::codec::{Schemas, WireFormat};
-use cx_pipeline::config::Config;
-use cx_pipeline::generator::{generate, Encoder, GenConfig};
-use cx_pipeline::model::Stream;
 use cx_pipeline::source::dlq::{DeadLetter, DeadLetterProducer};
 use cx_pipeline::source::kafka::consumer_config;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
+mod common;
 
-fn num(name: &str, default: usize) -> usize {
-    env_or(name, &default.to_string())
-        .parse()
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn share(name: &str, default: f64) -> f64 {
-    env_or(name, &default.to_string())
-        .parse()
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-struct Setup {
-    brokers: String,
-    clickhouse: String,
-    bin: String,
-    id: String,
-    topics: [String; 3],
-}
-
-impl Setup {
-    /// The pipeline's config for one run: a fresh consumer group and database.
-    fn toml(&self, run: &str) -> String {
-        format!(
-            r#"
-[kafka]
-brokers = "{}"
-group_id = "{}-{run}"
-survey_topic = "{}"
-interaction_topic = "{}"
-dead_letter_topic = "{}"
-[codec]
-format = "avro"
-[clickhouse]
-url = "{}"
-database = "{}_{run}"
-[metrics]
-listen = ""
-"#,
-            self.brokers,
-            self.id,
-            self.topics[0],
-            self.topics[1],
-            self.topics[2],
-            self.clickhouse,
-            self.id.replace('-', "_"),
-        )
-    }
-
-    fn config(&self, run: &str) -> Config {
-        toml::from_str(&self.toml(run)).unwrap_or_else(|e| panic!("{e}"))
-    }
-}
-
-fn create_topics(s: &Setup, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &s.brokers)
-        .create()
-        .unwrap_or_else(|e| panic!("admin: {e}"));
-    let new: Vec<NewTopic<'_>> = s
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            NewTopic::new(
-                t,
-                if i < 2 { partitions } else { 1 },
-                TopicReplication::Fixed(1),
-            )
-        })
-        .collect();
-    let res = futures::executor::block_on(admin.create_topics(&new, &AdminOptions::new()))
-        .unwrap_or_else(|e| panic!("create topics: {e}"));
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
-
-/// Produces the events; returns (messages, payload bytes).
-fn produce(s: &Setup, count: usize) -> (usize, usize) {
-    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
-    let enc = Encoder {
-        format: WireFormat::Avro,
-        schemas,
-        ids: (0, 0),
-    };
-    let events = generate(
-        &GenConfig {
-            count,
-            malformed_share: share("CXP_BENCH_MALFORMED", 0.0),
-            late_share: share("CXP_BENCH_LATE", 0.0),
-            ..GenConfig::default()
-        },
-        WireFormat::Avro,
-    );
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", &s.brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "200000")
-        .create()
-        .unwrap_or_else(|e| panic!("producer: {e}"));
-    let mut bytes = 0;
-    for g in &events {
-        let payload = enc.encode(g).unwrap_or_else(|e| panic!("{e}"));
-        bytes += payload.len();
-        let topic = match g.stream {
-            Stream::Survey => &s.topics[0],
-            Stream::Interaction => &s.topics[1],
-        };
-        let mut rec = BaseRecord::to(topic).key(g.key.as_str()).payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(300))
-        .unwrap_or_else(|e| panic!("flush: {e}"));
-    (events.len(), bytes)
-}
+use common::{create_topics, env_or, median, num, produce, share, Setup};
 
 /// Seconds for a counting consumer with the job's settings to read `expected` messages.
 /// With `dead_letter_every`, it also forwards every n-th message to the dead-letter topic
@@ -217,8 +76,7 @@ fn raw(s: &Setup, run: &str, expected: usize, dead_letter_every: Option<usize>) 
 
 /// Seconds for the pipeline binary to consume everything and exit cleanly.
 fn pipeline(s: &Setup, run: &str) -> f64 {
-    let file = std::env::temp_dir().join(format!("{}-{run}.toml", s.id));
-    std::fs::write(&file, s.toml(run)).unwrap_or_else(|e| panic!("{e}"));
+    let file = s.config_file(run);
     let start = Instant::now();
     let status = std::process::Command::new(&s.bin)
         .arg("--config")
@@ -234,30 +92,13 @@ fn pipeline(s: &Setup, run: &str) -> f64 {
 }
 
 fn main() {
-    let (Ok(brokers), Ok(clickhouse)) = (
-        std::env::var("CXP_KAFKA_BROKERS"),
-        std::env::var("CXP_CLICKHOUSE_URL"),
-    ) else {
-        eprintln!("e2e bench skipped: set CXP_KAFKA_BROKERS and CXP_CLICKHOUSE_URL (scripts/bench-e2e.sh does)");
+    let Some(s) = Setup::from_env("bench") else {
         return;
-    };
-    let target = env_or("CARGO_TARGET_DIR", "target");
-    let id = format!("bench-{}", std::process::id());
-    let s = Setup {
-        brokers,
-        clickhouse,
-        bin: env_or("CXP_BIN", &format!("{target}/release/cx-pipeline")),
-        topics: [
-            format!("{id}-surveys"),
-            format!("{id}-interactions"),
-            format!("{id}-dlq"),
-        ],
-        id,
     };
     let (events, runs) = (num("CXP_BENCH_EVENTS", 300_000), num("CXP_BENCH_RUNS", 3));
     create_topics(&s, num("CXP_BENCH_PARTITIONS", 4) as i32);
     let t = Instant::now();
-    let (n, bytes) = produce(&s, events);
+    let (n, bytes) = produce(&s, events, 0);
     eprintln!("topics: {}", s.topics.join(", "));
     println!(
         "produced {n} messages ({} bytes mean) in {:.1} s",

@@ -17,5 +17,6 @@ env_file=$(mktemp)
 scripts/services.sh start > "$env_file"
 # shellcheck disable=SC1090
 source "$env_file"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); broker: tansu (sqlite); ClickHouse $(dpkg-query -W -f "${Version}" clickhouse-server 2>/dev/null || echo "?")"
+ch_version=$(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo unknown)
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); broker: tansu (sqlite); ClickHouse $ch_version"
 cargo bench --locked --bench e2e

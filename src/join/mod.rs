@@ -12,6 +12,7 @@
 //! The state is laid out for memory (see `store.rs`): contacts in arrival order in one ring,
 //! ids inline, and who-handled-it interned, which keeps an open ticket under 150 bytes.
 
+mod chunked;
 mod store;
 
 use crate::model::Attribution;

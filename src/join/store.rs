@@ -9,6 +9,7 @@
 //!
 //! Checkpoints store contacts by value (strings), so they do not depend on these ids.
 
+use super::chunked::{Ring, Slab};
 use super::{AttributionPolicy, JoinConfig, Resolved};
 use crate::model::{Attribution, Interaction, MatchKind, Survey};
 use compact_str::CompactString;
@@ -56,53 +57,10 @@ struct Handling {
     product: Option<Box<str>>,
 }
 
-/// Slots with a free list; ids stay put while live.
-struct Slab<T> {
-    items: Vec<Option<T>>,
-    free: Vec<u32>,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Self {
-        Slab {
-            items: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-impl<T> Slab<T> {
-    fn insert(&mut self, t: T) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.items[i as usize] = Some(t);
-                i
-            }
-            None => {
-                self.items.push(Some(t));
-                (self.items.len() - 1) as u32
-            }
-        }
-    }
-    fn get(&self, i: u32) -> Option<&T> {
-        self.items.get(i as usize).and_then(Option::as_ref)
-    }
-    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
-        self.items.get_mut(i as usize).and_then(Option::as_mut)
-    }
-    fn remove(&mut self, i: u32) -> Option<T> {
-        let t = self.items.get_mut(i as usize)?.take();
-        if t.is_some() {
-            self.free.push(i);
-        }
-        t
-    }
-}
-
 #[derive(Default)]
 pub struct JoinState {
     /// Arrival order; `contacts[k]` has sequence number `front_seq + k` (wrapping).
-    contacts: VecDeque<Contact>,
+    contacts: Ring<Contact>,
     front_seq: u32,
     tickets: Slab<Ticket>,
     ticket_index: HashTable<u32>,

@@ -44,6 +44,8 @@ pub enum SinkError {
     },
     #[error("cannot read ClickHouse version: {0}")]
     Version(String),
+    #[error("the insert task stopped: {0}")]
+    Task(String),
 }
 
 impl SinkError {

@@ -70,7 +70,9 @@ struct Run<'a> {
     consumer: Arc<BaseConsumer<Ctx>>,
     dlq: DeadLetterProducer,
     core: Core,
-    flusher: Flusher,
+    flusher: Arc<Flusher>,
+    /// The previous batch's insert, still running while the next batch is consumed.
+    inflight: Option<tokio::task::JoinHandle<Result<(), crate::sink::SinkError>>>,
     topics: [String; 2],
     /// First offset expected per (stream, partition) right after a restore.
     expect: HashMap<(Stream, i32), (i64, bool)>,
@@ -112,7 +114,8 @@ impl KafkaJob {
             consumer: Arc::new(consumer),
             dlq,
             core,
-            flusher,
+            flusher: Arc::new(flusher),
+            inflight: None,
             topics,
             expect: HashMap::new(),
             at_eof: HashMap::new(),
@@ -430,7 +433,17 @@ impl Run<'_> {
         let started = Instant::now();
         let out = self.core.take_outputs();
         self.batch_bytes = 0;
-        self.job.runtime.block_on(self.flusher.write(&out))?;
+        // One insert in flight: wait for the previous batch's, then start this one and go
+        // back to consuming. Window rows carry versions and facts are deduplicated by id, so
+        // the order two batches land in does not matter; a checkpoint waits for both.
+        self.wait_rows()?;
+        let flusher = self.flusher.clone();
+        let (facts, windows) = (out.surveys.len() + out.contacts.len(), out.windows.len());
+        self.inflight = Some(
+            self.job
+                .runtime
+                .spawn(async move { flusher.write(&out).await }),
+        );
         let rows_done = started.elapsed();
         // Checkpoints follow sink.checkpoint_interval; the last flush before a stop or a
         // revoke always takes one. When dead letters are still in flight, a routine
@@ -441,10 +454,10 @@ impl Run<'_> {
         if routine && (since < interval || (self.dlq.in_flight() > 0 && since < interval * 3)) {
             self.update_gauges();
             tracing::debug!(
-                facts = out.surveys.len() + out.contacts.len(),
-                windows = out.windows.len(),
-                rows_ms = rows_done.as_millis() as u64,
-                "flushed rows"
+                facts,
+                windows,
+                wait_ms = rows_done.as_millis() as u64,
+                "rows handed to the sink"
             );
             self.job
                 .metrics
@@ -452,6 +465,8 @@ impl Run<'_> {
                 .observe(started.elapsed().as_secs_f64());
             return Ok(());
         }
+        self.wait_rows()?;
+        let rows_done = started.elapsed();
         self.dlq.confirm().map_err(JobError::DeadLetter)?;
         let dlq_done = started.elapsed();
         let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
@@ -500,8 +515,8 @@ impl Run<'_> {
         }
         self.update_gauges();
         tracing::debug!(
-            facts = out.surveys.len() + out.contacts.len(),
-            windows = out.windows.len(),
+            facts,
+            windows,
             checkpoint_bytes,
             rows_ms = rows_done.as_millis() as u64,
             dead_letters_ms = (dlq_done - rows_done).as_millis() as u64,
@@ -514,6 +529,17 @@ impl Run<'_> {
             .flush_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Waits for the batch insert in flight, if any.
+    fn wait_rows(&mut self) -> Result<(), JobError> {
+        match self.inflight.take() {
+            None => Ok(()),
+            Some(h) => match self.job.runtime.block_on(h) {
+                Ok(r) => Ok(r?),
+                Err(e) => Err(JobError::Sink(crate::sink::SinkError::Task(e.to_string()))),
+            },
+        }
     }
 
     fn update_gauges(&mut self) {
