@@ -187,6 +187,39 @@ fn window(c: &mut Criterion) {
     g.finish();
 }
 
+/// How the window stage grows with grouping sets (dense data, 3 sizes).
+fn window_groupings(c: &mut Criterion) {
+    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let st = settings();
+    let msgs = messages(&schemas, 20);
+    let mut g = c.benchmark_group("window_grouping_sets");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    for n in [1usize, 3, 7] {
+        let mut cfg = st.window.clone();
+        cfg.groupings.truncate(n);
+        g.bench_function(format!("dense_{n}"), |b| {
+            b.iter(|| {
+                let mut w = WindowState::default();
+                let mut rows = 0;
+                for (i, m) in msgs.iter().enumerate() {
+                    if let Event::Interaction(x) = &m.event {
+                        w.add(x.ended_at_ms, &dims::contact(x), &cfg, |p| {
+                            p.add_contact(x.talk_ms as u64, x.hold_ms as u64, 0)
+                        });
+                    }
+                    if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
+                        w.drain_dirty(&cfg, |_| rows += 1);
+                    }
+                }
+                w.close_until(i64::MAX, &cfg, |_| rows += 1);
+                rows
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The whole core path as the Kafka job drives it, plus the per-flush metrics update.
 fn core_path(c: &mut Criterion) {
     let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
@@ -241,5 +274,5 @@ fn core_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, join, window, core_path);
+criterion_group!(benches, decode, join, window, window_groupings, core_path);
 criterion_main!(benches);

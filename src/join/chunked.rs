@@ -2,7 +2,10 @@
 //! small records for days; a doubling vector would keep up to twice their size allocated
 //! (it measured 250 bytes per open ticket instead of ~150).
 
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 const CHUNK: usize = 4096;
 
@@ -129,6 +132,74 @@ impl<T> Slab<T> {
             self.free.push(i);
         }
         t
+    }
+}
+
+/// Something found by a string id.
+pub trait Named {
+    fn name(&self) -> &str;
+}
+
+/// A slab indexed by each record's id.
+pub struct ById<T> {
+    slab: Slab<T>,
+    index: HashTable<u32>,
+}
+
+impl<T> Default for ById<T> {
+    fn default() -> Self {
+        ById {
+            slab: Slab::default(),
+            index: HashTable::new(),
+        }
+    }
+}
+
+fn hash_str(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
+
+impl<T: Named> ById<T> {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn find(&self, name: &str) -> Option<u32> {
+        let slab = &self.slab;
+        self.index
+            .find(hash_str(name), |&i| {
+                slab.get(i).is_some_and(|t| t.name() == name)
+            })
+            .copied()
+    }
+
+    /// The id of the record named `name`, inserting `make()` when there is none.
+    pub fn find_or_insert(&mut self, name: &str, make: impl FnOnce() -> T) -> u32 {
+        if let Some(i) = self.find(name) {
+            return i;
+        }
+        let i = self.slab.insert(make());
+        let slab = &self.slab;
+        self.index.insert_unique(hash_str(name), i, |&x| {
+            slab.get(x).map_or(0, |t| hash_str(t.name()))
+        });
+        i
+    }
+
+    pub fn get(&self, i: u32) -> Option<&T> {
+        self.slab.get(i)
+    }
+
+    pub fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.slab.get_mut(i)
+    }
+
+    pub fn remove(&mut self, i: u32) -> Option<T> {
+        let t = self.slab.remove(i)?;
+        if let Ok(e) = self.index.find_entry(hash_str(t.name()), |&x| x == i) {
+            e.remove();
+        }
+        Some(t)
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Checkpoints store contacts by value (strings), so they do not depend on these ids.
 
-use super::chunked::{Ring, Slab};
+use super::chunked::{ById, Named, Ring};
 use super::{AttributionPolicy, JoinConfig, Resolved};
 use crate::model::{Attribution, Interaction, MatchKind, Survey};
 use compact_str::CompactString;
@@ -20,10 +20,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 
 const NIL: u32 = u32::MAX;
-
-fn hash_str(s: &str) -> u64 {
-    FxBuildHasher.hash_one(s)
-}
 
 struct Contact {
     ended_at_ms: i64,
@@ -46,6 +42,9 @@ struct Customer {
     contacts: VecDeque<u32>,
 }
 
+/// agent, team, channel, bucket, category, product.
+type HandlingKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+
 /// Interned handling attributes, shared by every contact with the same values.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Handling {
@@ -57,15 +56,38 @@ struct Handling {
     product: Option<Box<str>>,
 }
 
+impl Named for Ticket {
+    fn name(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Named for Customer {
+    fn name(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Handling {
+    fn key(&self) -> HandlingKey<'_> {
+        (
+            &self.agent_id,
+            &self.team,
+            &self.channel,
+            &self.bucket,
+            &self.category,
+            self.product.as_deref(),
+        )
+    }
+}
+
 #[derive(Default)]
 pub struct JoinState {
     /// Arrival order; `contacts[k]` has sequence number `front_seq + k` (wrapping).
     contacts: Ring<Contact>,
     front_seq: u32,
-    tickets: Slab<Ticket>,
-    ticket_index: HashTable<u32>,
-    customers: Slab<Customer>,
-    customer_index: HashTable<u32>,
+    tickets: ById<Ticket>,
+    customers: ById<Customer>,
     handlings: Vec<Handling>,
     handling_index: HashTable<u32>,
     /// Keyed by (deadline = submitted_at + max_wait, arrival seq).
@@ -84,7 +106,7 @@ impl JoinState {
 
     /// Tickets with at least one contact held.
     pub fn tickets_len(&self) -> usize {
-        self.ticket_index.len()
+        self.tickets.len()
     }
 
     /// Submission time of the oldest survey still waiting, which holds back window closing.
@@ -104,48 +126,20 @@ impl JoinState {
             .get_mut(seq.wrapping_sub(self.front_seq) as usize)
     }
 
-    fn find_ticket(&self, id: &str) -> Option<u32> {
-        let tickets = &self.tickets;
-        self.ticket_index
-            .find(hash_str(id), |&t| {
-                tickets.get(t).is_some_and(|t| t.id == id)
-            })
-            .copied()
-    }
-
-    fn find_customer(&self, id: &str) -> Option<u32> {
-        let customers = &self.customers;
-        self.customer_index
-            .find(hash_str(id), |&c| {
-                customers.get(c).is_some_and(|c| c.id == id)
-            })
-            .copied()
-    }
-
     fn handling(&mut self, i: &Interaction) -> u32 {
-        let key = (
-            i.agent_id.as_str(),
-            i.team.as_str(),
-            i.channel.as_str(),
-            i.bucket.as_str(),
-            i.category.as_str(),
+        let key: HandlingKey<'_> = (
+            &i.agent_id,
+            &i.team,
+            &i.channel,
+            &i.bucket,
+            &i.category,
             i.product.as_deref(),
         );
         let h = FxBuildHasher.hash_one(key);
-        let same = |x: &Handling| {
-            (
-                &*x.agent_id,
-                &*x.team,
-                &*x.channel,
-                &*x.bucket,
-                &*x.category,
-                x.product.as_deref(),
-            ) == key
-        };
         let handlings = &self.handlings;
         if let Some(&id) = self
             .handling_index
-            .find(h, |&id| same(&handlings[id as usize]))
+            .find(h, |&id| handlings[id as usize].key() == key)
         {
             return id;
         }
@@ -160,15 +154,7 @@ impl JoinState {
         });
         let handlings = &self.handlings;
         self.handling_index.insert_unique(h, id, |&id| {
-            let x = &handlings[id as usize];
-            FxBuildHasher.hash_one((
-                &*x.agent_id,
-                &*x.team,
-                &*x.channel,
-                &*x.bucket,
-                &*x.category,
-                x.product.as_deref(),
-            ))
+            FxBuildHasher.hash_one(handlings[id as usize].key())
         });
         id
     }
@@ -177,36 +163,14 @@ impl JoinState {
     pub fn add_contact(&mut self, i: &Interaction, cfg: &JoinConfig) -> usize {
         let seq = self.front_seq.wrapping_add(self.contacts.len() as u32);
         let handling = self.handling(i);
-        let ticket = match self.find_ticket(&i.ticket_id) {
-            Some(t) => t,
-            None => {
-                let t = self.tickets.insert(Ticket {
-                    id: CompactString::from(i.ticket_id.as_str()),
-                    head: NIL,
-                });
-                let tickets = &self.tickets;
-                self.ticket_index
-                    .insert_unique(hash_str(&i.ticket_id), t, |&t| {
-                        tickets.get(t).map_or(0, |t| hash_str(&t.id))
-                    });
-                t
-            }
-        };
-        let customer = match self.find_customer(&i.customer_id) {
-            Some(c) => c,
-            None => {
-                let c = self.customers.insert(Customer {
-                    id: CompactString::from(i.customer_id.as_str()),
-                    contacts: VecDeque::new(),
-                });
-                let customers = &self.customers;
-                self.customer_index
-                    .insert_unique(hash_str(&i.customer_id), c, |&c| {
-                        customers.get(c).map_or(0, |c| hash_str(&c.id))
-                    });
-                c
-            }
-        };
+        let ticket = self.tickets.find_or_insert(&i.ticket_id, || Ticket {
+            id: CompactString::from(i.ticket_id.as_str()),
+            head: NIL,
+        });
+        let customer = self.customers.find_or_insert(&i.customer_id, || Customer {
+            id: CompactString::from(i.customer_id.as_str()),
+            contacts: VecDeque::new(),
+        });
         let next_in_ticket = self.tickets.get(ticket).map_or(NIL, |t| t.head);
         if let Some(t) = self.tickets.get_mut(ticket) {
             t.head = seq;
@@ -256,12 +220,7 @@ impl JoinState {
             }
         }
         if self.tickets.get(c.ticket).is_some_and(|t| t.head == NIL) {
-            if let Some(t) = self.tickets.remove(c.ticket) {
-                let h = hash_str(&t.id);
-                if let Ok(e) = self.ticket_index.find_entry(h, |&x| x == c.ticket) {
-                    e.remove();
-                }
-            }
+            self.tickets.remove(c.ticket);
         }
         let now_empty = self.customers.get_mut(c.customer).is_some_and(|cu| {
             if cu.contacts.front() == Some(&seq) {
@@ -272,12 +231,7 @@ impl JoinState {
             cu.contacts.is_empty()
         });
         if now_empty {
-            if let Some(cu) = self.customers.remove(c.customer) {
-                let h = hash_str(&cu.id);
-                if let Ok(e) = self.customer_index.find_entry(h, |&x| x == c.customer) {
-                    e.remove();
-                }
-            }
+            self.customers.remove(c.customer);
         }
         true
     }
@@ -349,9 +303,9 @@ impl JoinState {
                 .cmp(&(b.ended_at_ms, b.interaction_id.as_str()))
         }
         let (ticket, matched_by) = match &s.ticket_id {
-            Some(t) => (self.find_ticket(t)?, MatchKind::Ticket),
+            Some(t) => (self.tickets.find(t)?, MatchKind::Ticket),
             None => {
-                let customer = self.customers.get(self.find_customer(&s.customer_id)?)?;
+                let customer = self.customers.get(self.customers.find(&s.customer_id)?)?;
                 let latest = customer
                     .contacts
                     .iter()
