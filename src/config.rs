@@ -435,10 +435,7 @@ impl Config {
                     max_contacts: self.join.max_contacts_per_partition,
                     max_pending: self.join.max_pending_per_partition,
                 },
-                window: WindowConfig {
-                    sizes_ms,
-                    groupings,
-                },
+                window: WindowConfig::new(sizes_ms, groupings),
                 out_of_orderness_ms: ooo.as_millis() as i64,
                 allowed_lateness_ms: lateness.as_millis() as i64,
             },
@@ -476,8 +473,8 @@ mod tests {
             .validate()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            v.settings.window.sizes_ms,
-            vec![60_000, 3_600_000, 86_400_000]
+            v.settings.window.sizes_ms(),
+            &[60_000, 3_600_000, 86_400_000]
         );
     }
 

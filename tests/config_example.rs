@@ -10,7 +10,7 @@ fn example_config_is_valid_and_shows_the_defaults() {
     let d = cx_pipeline::config::Config::default()
         .validate()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v.settings.window.sizes_ms, d.settings.window.sizes_ms);
+    assert_eq!(v.settings.window.sizes_ms(), d.settings.window.sizes_ms());
     assert_eq!(v.settings.window.groupings, d.settings.window.groupings);
     assert_eq!(v.settings.join.lookback_ms, d.settings.join.lookback_ms);
     assert_eq!(v.settings.join.max_wait_ms, d.settings.join.max_wait_ms);

@@ -46,8 +46,10 @@ impl Grouping {
 
 #[derive(Clone, Debug)]
 pub struct WindowConfig {
-    pub sizes_ms: Vec<i64>,
+    sizes_ms: Vec<i64>,
     pub groupings: Vec<Grouping>,
+    /// gcd of the sizes, computed once: every event needs it.
+    cell_ms: i64,
 }
 
 /// Ordered by end first so closing is a range scan from the front.
@@ -121,9 +123,22 @@ fn gcd(a: i64, b: i64) -> i64 {
 }
 
 impl WindowConfig {
+    pub fn new(sizes_ms: Vec<i64>, groupings: Vec<Grouping>) -> Self {
+        let cell_ms = sizes_ms.iter().fold(0, |g, &s| gcd(g, s)).max(1);
+        WindowConfig {
+            sizes_ms,
+            groupings,
+            cell_ms,
+        }
+    }
+
+    pub fn sizes_ms(&self) -> &[i64] {
+        &self.sizes_ms
+    }
+
     /// The buffer's cell size: every configured size is a multiple of it.
     pub fn cell_ms(&self) -> i64 {
-        self.sizes_ms.iter().fold(0, |g, &s| gcd(g, s)).max(1)
+        self.cell_ms
     }
 }
 

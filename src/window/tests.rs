@@ -1,13 +1,13 @@
 use super::*;
 
 fn cfg() -> WindowConfig {
-    WindowConfig {
-        sizes_ms: vec![60_000, 3_600_000],
-        groupings: vec![
+    WindowConfig::new(
+        vec![60_000, 3_600_000],
+        vec![
             Grouping::new(&[]).unwrap_or_else(|e| panic!("{e}")),
             Grouping::new(&["team".into()]).unwrap_or_else(|e| panic!("{e}")),
         ],
-    }
+    )
 }
 
 fn dims(team: &str) -> [&str; 7] {
@@ -61,7 +61,7 @@ mod buffered_equals_direct {
     fn direct(evs: &[Ev], c: &WindowConfig) -> BTreeMap<(i64, i64, u8, String), Partial> {
         let mut m: BTreeMap<(i64, i64, u8, String), Partial> = BTreeMap::new();
         for &(t, team, agent, talk) in evs {
-            for &size in &c.sizes_ms {
+            for &size in c.sizes_ms() {
                 for (gi, g) in c.groupings.iter().enumerate() {
                     let mut key = String::new();
                     if g.mask & (1 << 2) != 0 {
@@ -101,14 +101,14 @@ mod buffered_equals_direct {
             evs in proptest::collection::vec((-200_000i64..400_000, 0u8..3, 0u8..4, 0u32..1000), 1..300),
             cuts in proptest::collection::vec(0usize..300, 0..6),
         ) {
-            let c = WindowConfig {
-                sizes_ms: vec![60_000, 90_000, 3_600_000],
-                groupings: vec![
+            let c = WindowConfig::new(
+                vec![60_000, 90_000, 3_600_000],
+                vec![
                     Grouping::new(&[]).unwrap_or_else(|e| panic!("{e}")),
                     Grouping::new(&["team".into()]).unwrap_or_else(|e| panic!("{e}")),
                     Grouping::new(&["team".into(), "agent".into()]).unwrap_or_else(|e| panic!("{e}")),
                 ],
-            };
+            );
             prop_assert_eq!(c.cell_ms(), 30_000);
             let mut w = WindowState::default();
             let mut out = Vec::new();
