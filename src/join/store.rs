@@ -325,10 +325,15 @@ impl JoinState {
                 _ => best,
             }
         })?;
-        let h = self.handlings.get(chosen.handling as usize)?;
+        self.owned(chosen, matched_by)
+    }
+
+    /// A held contact as owned strings: the attribution it gives, and its checkpoint form.
+    fn owned(&self, c: &Contact, matched_by: MatchKind) -> Option<Attribution> {
+        let h = self.handlings.get(c.handling as usize)?;
         Some(Attribution {
-            interaction_id: chosen.interaction_id.to_string(),
-            ticket_id: self.tickets.get(ticket)?.id.to_string(),
+            interaction_id: c.interaction_id.to_string(),
+            ticket_id: self.tickets.get(c.ticket)?.id.to_string(),
             agent_id: h.agent_id.to_string(),
             team: h.team.to_string(),
             channel: h.channel.to_string(),
@@ -343,15 +348,9 @@ impl JoinState {
 /// A held contact by value, for checkpoints.
 #[derive(Serialize, Deserialize)]
 struct SavedContact {
-    interaction_id: String,
-    ticket_id: String,
+    /// Everything but the customer and the time (`matched_by` means nothing here).
+    held: Attribution,
     customer_id: String,
-    agent_id: String,
-    team: String,
-    channel: String,
-    bucket: String,
-    category: String,
-    product: Option<String>,
     ended_at_ms: i64,
 }
 
@@ -368,17 +367,9 @@ impl Serialize for JoinState {
             .contacts
             .iter()
             .filter_map(|c| {
-                let h = self.handlings.get(c.handling as usize)?;
                 Some(SavedContact {
-                    interaction_id: c.interaction_id.to_string(),
-                    ticket_id: self.tickets.get(c.ticket)?.id.to_string(),
+                    held: self.owned(c, MatchKind::Ticket)?,
                     customer_id: self.customers.get(c.customer)?.id.to_string(),
-                    agent_id: h.agent_id.to_string(),
-                    team: h.team.to_string(),
-                    channel: h.channel.to_string(),
-                    bucket: h.bucket.to_string(),
-                    category: h.category.to_string(),
-                    product: h.product.as_deref().map(str::to_owned),
                     ended_at_ms: c.ended_at_ms,
                 })
             })
@@ -404,17 +395,18 @@ impl<'de> Deserialize<'de> for JoinState {
             max_pending: usize::MAX,
         };
         for c in saved.contacts {
+            let h = c.held;
             j.add_contact(
                 &Interaction {
-                    interaction_id: c.interaction_id,
-                    ticket_id: c.ticket_id,
+                    interaction_id: h.interaction_id,
+                    ticket_id: h.ticket_id,
                     customer_id: c.customer_id,
-                    agent_id: c.agent_id,
-                    team: c.team,
-                    channel: c.channel,
-                    bucket: c.bucket,
-                    category: c.category,
-                    product: c.product,
+                    agent_id: h.agent_id,
+                    team: h.team,
+                    channel: h.channel,
+                    bucket: h.bucket,
+                    category: h.category,
+                    product: h.product,
                     started_at_ms: c.ended_at_ms,
                     ended_at_ms: c.ended_at_ms,
                     talk_ms: 0,
