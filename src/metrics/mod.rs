@@ -75,7 +75,7 @@ impl Metrics {
             .unwrap_or_else(|e| panic!("{e}"));
         let flush_seconds = Histogram::with_opts(HistogramOpts::new(
             "cx_flush_seconds",
-            "Time to write a batch, checkpoint and commit",
+            "Time the consumer spends per flush: waiting for the previous insert, and when due the checkpoint and commit",
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(flush_seconds.clone()))

@@ -425,10 +425,11 @@ impl Run<'_> {
         self.checkpoint_due.extend(all);
     }
 
-    /// Rows, then dead letters, then checkpoints, then offsets: each step only after the
-    /// previous one is acknowledged. The checkpoint already holds the offsets and a new
-    /// assignment seeks to it, so routine commits are asynchronous (waiting for them cost
-    /// seconds per flush against a busy broker); the last one before stop or revoke waits.
+    /// Hands the batch's rows to the sink, and on schedule checkpoints: rows, then dead
+    /// letters, then checkpoints, then offsets, each step only after the previous one is
+    /// acknowledged. The checkpoint already holds the offsets and a new assignment seeks to
+    /// it, so routine commits are asynchronous (waiting for them cost seconds per flush
+    /// against a busy broker); the last one before stop or revoke waits.
     fn flush(&mut self, commit: CommitMode) -> Result<(), JobError> {
         let started = Instant::now();
         let out = self.core.take_outputs();
@@ -444,31 +445,39 @@ impl Run<'_> {
                 .runtime
                 .spawn(async move { flusher.write(&out).await }),
         );
-        let rows_done = started.elapsed();
         // Checkpoints follow sink.checkpoint_interval; the last flush before a stop or a
         // revoke always takes one. When dead letters are still in flight, a routine
         // checkpoint waits (up to three intervals) rather than block on a busy broker.
         let since = self.last_checkpoint.elapsed();
         let interval = self.job.validated.checkpoint_interval;
         let routine = matches!(commit, CommitMode::Async);
-        if routine && (since < interval || (self.dlq.in_flight() > 0 && since < interval * 3)) {
-            self.update_gauges();
-            tracing::debug!(
-                facts,
-                windows,
-                wait_ms = rows_done.as_millis() as u64,
-                "rows handed to the sink"
-            );
-            self.job
-                .metrics
-                .flush_seconds
-                .observe(started.elapsed().as_secs_f64());
-            return Ok(());
-        }
+        let checkpoint_bytes = if routine
+            && (since < interval || (self.dlq.in_flight() > 0 && since < interval * 3))
+        {
+            0
+        } else {
+            self.checkpoint(commit)?
+        };
+        self.update_gauges();
+        tracing::debug!(
+            facts,
+            windows,
+            checkpoint_bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
+        self.job
+            .metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Waits for the rows and dead letters so far, writes the due checkpoints and commits
+    /// their offsets. Returns the checkpoint bytes written.
+    fn checkpoint(&mut self, commit: CommitMode) -> Result<usize, JobError> {
         self.wait_rows()?;
-        let rows_done = started.elapsed();
         self.dlq.confirm().map_err(JobError::DeadLetter)?;
-        let dlq_done = started.elapsed();
         let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
             .into_iter()
             .collect();
@@ -499,11 +508,9 @@ impl Run<'_> {
                 }
             }
         }
-        let checkpoint_bytes: usize = rows.iter().map(|r| r.state.len()).sum();
         self.job
             .runtime
             .block_on(self.job.sink.insert("checkpoints", &rows))?;
-        let checkpoint_done = started.elapsed();
         self.last_checkpoint = Instant::now();
         self.job.metrics.checkpoints.inc_by(rows.len() as u64);
         if tpl.count() > 0 {
@@ -513,22 +520,7 @@ impl Run<'_> {
                 tracing::warn!(error = %e, "offset commit failed");
             }
         }
-        self.update_gauges();
-        tracing::debug!(
-            facts,
-            windows,
-            checkpoint_bytes,
-            rows_ms = rows_done.as_millis() as u64,
-            dead_letters_ms = (dlq_done - rows_done).as_millis() as u64,
-            checkpoints_ms = (checkpoint_done - dlq_done).as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "flushed"
-        );
-        self.job
-            .metrics
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        Ok(rows.iter().map(|r| r.state.len()).sum())
     }
 
     /// Waits for the batch insert in flight, if any.
