@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: raw consume rate vs the full pipeline on the same topics of the same
 # broker, side by side in one run, printed as a table (see benches/e2e.rs). Starts the
-# broker and ClickHouse like the test suite does and stops them afterwards. With `soak`, runs
+# broker (Apache Kafka) and ClickHouse like the test suite does and stops them afterwards. With `soak`, runs
 # benches/soak.rs instead (scripts/bench-soak.sh).
 #
 #   scripts/bench-e2e.sh                       # 300,000 messages, 3 alternating runs
@@ -20,5 +20,5 @@ scripts/services.sh start > "$env_file"
 # shellcheck disable=SC1090
 source "$env_file"
 ch_version=$(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo unknown)
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); broker: tansu (sqlite); ClickHouse $ch_version"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); broker: Apache Kafka 4.4.0 (KRaft, one node, JVM -Xmx512m); ClickHouse $ch_version"
 cargo bench --locked --bench "$bench"

@@ -1,51 +1,139 @@
 #!/usr/bin/env bash
-# Start or stop the real services the integration tests and local runs use:
-# the tansu Kafka-API broker (sqlite storage) and a ClickHouse server run as a
-# user process with its own data dir and ports. Everything lives under
-# $CXP_SERVICES_DIR (default: a fresh temp dir) so no state leaks between runs.
+# Start or stop the real services the integration tests, benches and local runs use, all as
+# user processes on loopback:
+#   - Apache Kafka 4.4 (KRaft, one combined broker+controller node), from Maven Central jars;
+#   - Apicurio Registry 3.3 (in-memory), whose /apis/ccompat/v7 is the Confluent registry API;
+#   - ClickHouse server (Debian's), with its own data dir and ports.
+# Everything runtime lives under $CXP_SERVICES_DIR (default /tmp/cxp-services), downloads under
+# $CXP_TOOLS_DIR (default ~/.cache/cxp/tools) and ~/.m2, so nothing leaks between runs and warm
+# runs download nothing. scripts/install-deps.sh fetches the jars.
 #
-#   scripts/services.sh start   # prints the env exports the tests read
+#   scripts/services.sh start          # all three; prints the env exports the tests read
 #   scripts/services.sh stop
+#   scripts/services.sh kafka-up DIR PORT CPORT     # one more broker (data in DIR; formats
+#                                                   # DIR on first use, reuses it after)
+#   scripts/services.sh kafka-down DIR [KILL]       # stop it (KILL: SIGKILL, no clean shutdown)
 set -euo pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 DIR=${CXP_SERVICES_DIR:-/tmp/cxp-services}
 TOOLS=${CXP_TOOLS_DIR:-$HOME/.cache/cxp/tools}
+KAFKA_VERSION=4.4.0
+APICURIO_VERSION=3.3.3
+KAFKA_LIB=$TOOLS/kafka-$KAFKA_VERSION/lib
+APICURIO_HOME=$TOOLS/apicurio-registry-$APICURIO_VERSION
 KAFKA_PORT=${CXP_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${CXP_KAFKA_CONTROLLER_PORT:-19093}
+REGISTRY_PORT=${CXP_REGISTRY_PORT:-18081}
 CH_HTTP_PORT=${CXP_CH_HTTP_PORT:-18123}
 CH_TCP_PORT=${CXP_CH_TCP_PORT:-19000}
 
-ensure_tansu() {
-  if command -v tansu >/dev/null 2>&1; then command -v tansu; return; fi
-  if [ -x "$TOOLS/bin/tansu" ]; then echo "$TOOLS/bin/tansu"; return; fi
-  echo "installing tansu 0.6.0 into $TOOLS (about 10 minutes, once per machine)" >&2
-  cargo install tansu --locked --version 0.6.0 --features dynostore,libsql --root "$TOOLS" >&2
-  echo "$TOOLS/bin/tansu"
-}
-
-wait_port() { # host port what
-  for _ in $(seq 1 120); do
-    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
-    sleep 0.5
-  done
-  echo "$3 did not open $1:$2" >&2; return 1
-}
+now_ms() { date +%s%3N; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start() {
-  for port in "$KAFKA_PORT" "$CH_HTTP_PORT" "$CH_TCP_PORT"; do
-    for _ in $(seq 1 40); do port_free "$port" && break; sleep 0.25; done
-    port_free "$port" || { echo "port $port is already in use: stop what holds it (scripts/services.sh stop)" >&2; exit 1; }
-  done
-  rm -rf "$DIR"; mkdir -p "$DIR/tansu" "$DIR/ch/data" "$DIR/ch/tmp" "$DIR/ch/user_files" "$DIR/ch/format_schemas"
-  local tansu; tansu=$(ensure_tansu)
-  # exec, so the recorded pid is the server's own and `stop` can reach it.
-  (cd "$DIR/tansu" && exec "$tansu" broker \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine sqlite://tansu.db) </dev/null >"$DIR/tansu.log" 2>&1 &
-  echo $! >"$DIR/tansu.pid"
+wait_free() { # port
+  for _ in $(seq 1 40); do port_free "$1" && return 0; sleep 0.25; done
+  echo "port $1 is already in use: stop what holds it (scripts/services.sh stop)" >&2
+  return 1
+}
 
+# Waits until `check` succeeds, failing early if the process behind pidfile died.
+wait_ready() { # what pidfile seconds check...
+  local what=$1 pidfile=$2 limit=$3; shift 3
+  local deadline=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "$what exited at startup; see $(dirname "$pidfile")" >&2; return 1; }
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$what not ready within ${limit}s; see $(dirname "$pidfile")" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# Apicurio 3.3 is compiled for Java 21; the machine's default java may be 17.
+java_for_registry() {
+  local j v
+  for j in "${CXP_REGISTRY_JAVA:-}" "${JAVA_HOME:+$JAVA_HOME/bin/java}" /usr/lib/jvm/temurin-25-jdk-amd64/bin/java /usr/lib/jvm/*/bin/java java; do
+    [ -n "$j" ] && command -v "$j" >/dev/null 2>&1 || continue
+    v=$("$j" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
+    if [ "${v%%.*}" -ge 21 ] 2>/dev/null; then echo "$j"; return; fi
+  done
+  echo "no Java 21 or newer found for the schema registry (set CXP_REGISTRY_JAVA)" >&2
+  return 1
+}
+
+kafka_ready() { # dir port: the broker logs this once it serves requests on its listener
+  grep -q "Kafka Server started" "$1/kafka.log" && ! port_free "$2"
+}
+
+# One KRaft node. Formats its log dir on first use; a restart reuses the data (that is what
+# the broker-restart test needs).
+kafka_up() { # dir port cport
+  local d=$1 port=$2 cport=$3
+  [ -d "$KAFKA_LIB" ] || { echo "Kafka jars missing in $KAFKA_LIB: run scripts/install-deps.sh" >&2; return 1; }
+  wait_free "$port"; wait_free "$cport"
+  mkdir -p "$d/logs"
+  cat >"$d/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$d/logs
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+log.cleaner.dedupe.buffer.size=2097152
+auto.create.topics.enable=false
+PROPS
+  if [ ! -f "$d/logs/meta.properties" ]; then
+    java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)" \
+      -c "$d/server.properties" >"$d/format.log" 2>&1 || { cat "$d/format.log" >&2; return 1; }
+  fi
+  # exec, so the recorded pid is the JVM's own and kafka-down can reach it.
+  [ -f "$d/kafka.log" ] && mv "$d/kafka.log" "$d/kafka.log.$(date +%s%N)"
+  (exec java -Xms256m -Xmx512m -XX:+UseG1GC -cp "$KAFKA_LIB/*" kafka.Kafka "$d/server.properties") \
+    </dev/null >"$d/kafka.log" 2>&1 &
+  echo $! >"$d/kafka.pid"
+  wait_ready kafka "$d/kafka.pid" 120 kafka_ready "$d" "$port"
+}
+
+kafka_down() { # dir [KILL]
+  local d=$1 sig=${2:-TERM}
+  [ -f "$d/kafka.pid" ] || return 0
+  local pid; pid=$(cat "$d/kafka.pid")
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$d/kafka.pid"
+}
+
+registry_up() {
+  local java; java=$(java_for_registry)
+  [ -f "$APICURIO_HOME/quarkus-run.jar" ] || { echo "Apicurio missing in $APICURIO_HOME: run scripts/install-deps.sh" >&2; return 1; }
+  wait_free "$REGISTRY_PORT"
+  mkdir -p "$DIR/registry"
+  # The management interface (health, metrics) is switched off: it would listen on 0.0.0.0.
+  (cd "$DIR/registry" && exec "$java" -Xms128m -Xmx512m \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.management.enabled=false -Dquarkus.log.level=WARN \
+      -Dquarkus.http.access-log.enabled=false \
+      -jar "$APICURIO_HOME/quarkus-run.jar") </dev/null >"$DIR/registry/registry.log" 2>&1 &
+  echo $! >"$DIR/registry/registry.pid"
+}
+
+clickhouse_up() {
+  wait_free "$CH_HTTP_PORT"; wait_free "$CH_TCP_PORT"
+  mkdir -p "$DIR/ch/data" "$DIR/ch/tmp" "$DIR/ch/user_files" "$DIR/ch/format_schemas"
   cat >"$DIR/ch/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
@@ -78,30 +166,48 @@ XML
 </yandex>
 XML
   (cd "$DIR/ch" && exec clickhouse-server --config-file="$DIR/ch/config.xml") </dev/null >"$DIR/ch/stdout.log" 2>&1 &
-  echo $! >"$DIR/ch.pid"
+  echo $! >"$DIR/ch/ch.pid"
+}
 
-  wait_port 127.0.0.1 "$KAFKA_PORT" tansu
-  wait_port 127.0.0.1 "$CH_HTTP_PORT" clickhouse
-  for p in tansu ch; do
-    kill -0 "$(cat "$DIR/$p.pid")" 2>/dev/null || { echo "$p exited at startup; see $DIR" >&2; exit 1; }
-  done
+start() {
+  rm -rf "$DIR"; mkdir -p "$DIR"
+  local t0; t0=$(now_ms)
+  # The registry and ClickHouse start in the background while Kafka formats and boots.
+  registry_up
+  clickhouse_up
+  kafka_up "$DIR/kafka" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  local t_kafka; t_kafka=$(now_ms)
+  wait_ready registry "$DIR/registry/registry.pid" 120 curl -sf "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"
+  local t_registry; t_registry=$(now_ms)
+  wait_ready clickhouse "$DIR/ch/ch.pid" 60 curl -sf "http://127.0.0.1:$CH_HTTP_PORT/?query=SELECT%201"
+  echo "services up in $(( $(now_ms) - t0 )) ms (kafka ready at $(( t_kafka - t0 )) ms, registry at $(( t_registry - t0 )) ms; in parallel)" >&2
   echo "export CXP_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+  echo "export CXP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
   echo "export CXP_CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT"
+  echo "export CXP_SERVICES_DIR=$DIR"
+  echo "export CXP_KAFKA_LIB=$KAFKA_LIB"
+}
+
+stop_pid() { # pidfile
+  [ -f "$1" ] || return 0
+  local pid; pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$1"
 }
 
 stop() {
-  for p in tansu ch; do
-    if [ -f "$DIR/$p.pid" ]; then
-      kill "$(cat "$DIR/$p.pid")" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$(cat "$DIR/$p.pid")" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$(cat "$DIR/$p.pid")" 2>/dev/null || true
-      rm -f "$DIR/$p.pid"
-    fi
-  done
+  # Extra brokers the tests started (kafka-up) live under $DIR too.
+  for f in "$DIR"/*/kafka.pid "$DIR"/*/*/kafka.pid; do [ -f "$f" ] && kafka_down "$(dirname "$f")"; done
+  stop_pid "$DIR/registry/registry.pid"
+  stop_pid "$DIR/ch/ch.pid"
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  kafka-up) kafka_up "$2" "$3" "$4" ;;
+  kafka-down) kafka_down "$2" "${3:-TERM}" ;;
+  *) echo "usage: $0 start|stop|kafka-up DIR PORT CPORT|kafka-down DIR [KILL]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: starts the real broker (tansu) and ClickHouse on loopback, runs
-# every test (unit, property, integration), stops the services. Installs nothing system-wide
-# except through scripts/install-deps.sh when something is missing.
+# The whole test suite: installs what is missing (scripts/install-deps.sh), starts Apache
+# Kafka, the schema registry and ClickHouse on loopback (scripts/services.sh), runs every
+# test (unit, property, integration, the crash and rebalance battery), stops the services.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test crash`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cxp/target}

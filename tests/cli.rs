@@ -1,5 +1,5 @@
-//! The command line against the real services: `generate` registers its schemas (registry
-//! stub) and produces exactly the requested messages; `demo` writes to ClickHouse when a URL
+//! The command line against the real services: `generate` registers its schemas (in the real
+//! registry) and produces exactly the requested messages; `demo` writes to ClickHouse when a URL
 //! is configured, and its rows add up to the events it reports.
 
 mod common;
@@ -13,7 +13,7 @@ async fn generate_produces_the_requested_count_to_both_topics() {
     let id = common::unique("gen");
     let (st, it) = (format!("{id}-surveys"), format!("{id}-interactions"));
     common::create_topics(&brokers, &[(&st, 2), (&it, 2)]).await;
-    let registry = common::registry_stub().await;
+    let registry = common::env("CXP_SCHEMA_REGISTRY_URL");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = dir.path().join("c.toml");
     std::fs::write(
@@ -62,6 +62,11 @@ async fn generate_produces_the_requested_count_to_both_topics() {
         total += n;
     }
     assert_eq!(total, 3000, "{per_topic:?}");
+    // The schemas went to the real registry, one version per subject.
+    for t in [&st2, &it] {
+        let versions = common::registry::subject_versions(&registry, &format!("{t}-value"));
+        assert_eq!(versions, vec![1], "{t}-value registered once");
+    }
     assert!(
         per_topic.iter().all(|n| *n > 300),
         "both topics get traffic: {per_topic:?}"

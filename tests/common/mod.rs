@@ -1,12 +1,13 @@
-//! Helpers for the integration tests: they talk to the real broker and ClickHouse that
-//! scripts/services.sh starts (CXP_KAFKA_BROKERS, CXP_CLICKHOUSE_URL), and to a schema
-//! registry STUB (no Confluent registry can run here) that serves the two local schemas.
+//! Helpers for the integration tests: they talk to the real services that
+//! scripts/services.sh starts — Apache Kafka (CXP_KAFKA_BROKERS), Apicurio Registry's
+//! Confluent-compatible API (CXP_SCHEMA_REGISTRY_URL) and ClickHouse (CXP_CLICKHOUSE_URL).
 #![allow(dead_code)]
 
+pub mod harness;
 pub mod oracle;
+pub mod registry;
 
-use cx_pipeline::codec::Schemas;
-use cx_pipeline::generator::{Encoder, GenEvent};
+use cx_pipeline::generator::GenEvent;
 use cx_pipeline::model::Stream;
 use cx_pipeline::sink::rows::WindowRow;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -14,10 +15,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh, which starts the broker and ClickHouse"))
@@ -47,118 +47,187 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
     }
-}
-
-/// Serves GET /schemas/ids/1 (survey) and /2 (interaction) and POST /subjects/*/versions;
-/// 404 for anything else.
-pub async fn registry_stub() -> String {
-    let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    // CreateTopics answers before every broker's metadata has the topic: wait until it
+    // shows each topic with all its partitions led, as a client starting now would see it.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
         .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            let (survey, interaction) = (
-                schemas.survey_json.clone(),
-                schemas.interaction_json.clone(),
-            );
-            tokio::spawn(async move {
-                let req = read_request(&mut s).await;
-                let mut words = req.split_whitespace();
-                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                let body = match (method, path) {
-                    ("GET", "/schemas/ids/1") => {
-                        Some(serde_json::json!({ "schema": survey }).to_string())
-                    }
-                    ("GET", "/schemas/ids/2") => {
-                        Some(serde_json::json!({ "schema": interaction }).to_string())
-                    }
-                    // Registration: the survey schema gets id 1, the interaction schema id 2.
-                    ("POST", p) if p.starts_with("/subjects/") => {
-                        let id = if req.contains("SurveyResponse") { 1 } else { 2 };
-                        Some(serde_json::json!({ "id": id }).to_string())
-                    }
-                    _ => None,
-                };
-                let resp = match body {
-                    Some(b) => format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len()),
-                    None => "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 47\r\nconnection: close\r\n\r\n{\"error_code\":40403,\"message\":\"Schema not found\"}".to_string(),
-                };
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = topics.iter().all(|(t, n)| {
+            c.fetch_metadata(Some(t), Duration::from_secs(5))
+                .ok()
+                .and_then(|md| {
+                    md.topics().first().map(|mt| {
+                        mt.error().is_none()
+                            && mt.partitions().len() == *n as usize
+                            && mt
+                                .partitions()
+                                .iter()
+                                .all(|p| p.leader() >= 0 && p.error().is_none())
+                    })
+                })
+                .unwrap_or(false)
+        });
+        if ready {
+            return;
         }
-    });
-    format!("http://{addr}")
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topics {topics:?} not in metadata after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-/// Reads one HTTP/1.1 request: headers, then `content-length` bytes of body.
-async fn read_request(s: &mut tokio::net::TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return text;
-            }
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).to_string(),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+/// How a test producer picks partitions for keyed records.
+#[derive(Clone, Copy, Debug)]
+pub enum Partitioner {
+    /// librdkafka's default (`consistent_random`: CRC32 of the key).
+    Librdkafka,
+    /// The Java client's (`murmur2_random` in librdkafka: murmur2 of the key).
+    Java,
+}
+
+impl Partitioner {
+    pub fn setting(self) -> &'static str {
+        match self {
+            Partitioner::Librdkafka => "consistent_random",
+            Partitioner::Java => "murmur2_random",
         }
     }
 }
 
-/// Produces every event (key = customer id, default partitioner) and returns where each landed.
+/// Produces every event (key = customer id) and returns where each landed.
 pub async fn produce(
     brokers: &str,
     topics: (&str, &str),
     events: &[GenEvent],
-    enc: &Encoder,
+    enc: &registry::TestEncoder,
+) -> Vec<(i32, i64)> {
+    produce_with(brokers, topics, events, enc, Partitioner::Librdkafka).await
+}
+
+pub async fn produce_with(
+    brokers: &str,
+    topics: (&str, &str),
+    events: &[GenEvent],
+    enc: &registry::TestEncoder,
+    partitioner: Partitioner,
 ) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "10")
         .set("enable.idempotence", "true")
+        .set("partitioner", partitioner.setting())
         .create()
         .unwrap_or_else(|e| panic!("producer: {e}"));
     let mut out = Vec::with_capacity(events.len());
     for chunk in events.chunks(2000) {
-        let payloads: Vec<Vec<u8>> = chunk
-            .iter()
-            .map(|g| enc.encode(g).unwrap_or_else(|e| panic!("{e}")))
-            .collect();
-        let futs = chunk.iter().zip(&payloads).map(|(g, p)| {
-            let topic = if g.stream == Stream::Survey {
-                topics.0
-            } else {
-                topics.1
-            };
-            producer.send(
-                FutureRecord::to(topic)
-                    .key(g.key.as_str())
-                    .payload(p.as_slice()),
-                Duration::from_secs(30),
-            )
-        });
-        for r in futures::future::join_all(futs).await {
+        out.extend(send_all(&producer, topics, chunk, enc).await);
+    }
+    out
+}
+
+/// Sends a chunk of events (key = customer id) and waits for every acknowledgement.
+async fn send_all(
+    producer: &FutureProducer,
+    topics: (&str, &str),
+    chunk: &[GenEvent],
+    enc: &registry::TestEncoder,
+) -> Vec<(i32, i64)> {
+    let payloads: Vec<Vec<u8>> = chunk.iter().map(|g| enc.encode(g)).collect();
+    let futs = chunk.iter().zip(&payloads).map(|(g, p)| {
+        let topic = if g.stream == Stream::Survey {
+            topics.0
+        } else {
+            topics.1
+        };
+        producer.send(
+            FutureRecord::to(topic)
+                .key(g.key.as_str())
+                .payload(p.as_slice()),
+            Duration::from_secs(30),
+        )
+    });
+    futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .map(|r| {
             let d = r.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-            out.push((d.partition, d.offset));
+            (d.partition, d.offset)
+        })
+        .collect()
+}
+
+/// Produces the events in transactions of `size`, aborting every `abort_every`-th one.
+/// Returns where each event landed, or None for the events of aborted transactions.
+pub async fn produce_transactional(
+    brokers: &str,
+    topics: (&str, &str),
+    events: &[GenEvent],
+    enc: &registry::TestEncoder,
+    size: usize,
+    abort_every: usize,
+) -> Vec<Option<(i32, i64)>> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "10")
+        .set("transactional.id", unique("txn-producer"))
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"));
+    let t = Duration::from_secs(30);
+    producer
+        .init_transactions(t)
+        .unwrap_or_else(|e| panic!("init transactions: {e}"));
+    let mut out = Vec::with_capacity(events.len());
+    for (n, chunk) in events.chunks(size.max(1)).enumerate() {
+        producer
+            .begin_transaction()
+            .unwrap_or_else(|e| panic!("begin: {e}"));
+        let landed = send_all(&producer, topics, chunk, enc).await;
+        if (n + 1) % abort_every.max(1) == 0 {
+            producer
+                .abort_transaction(t)
+                .unwrap_or_else(|e| panic!("abort: {e}"));
+            out.extend(landed.iter().map(|_| None));
+        } else {
+            producer
+                .commit_transaction(t)
+                .unwrap_or_else(|e| panic!("commit: {e}"));
+            out.extend(landed.into_iter().map(Some));
         }
     }
     out
+}
+
+/// Produces one record per key with the given partitioner; returns each key's partition.
+pub async fn produce_keys(
+    brokers: &str,
+    topic: &str,
+    keys: &[String],
+    partitioner: Partitioner,
+) -> HashMap<String, i32> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", partitioner.setting())
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"));
+    let futs = keys.iter().map(|k| {
+        producer.send(
+            FutureRecord::to(topic).key(k.as_str()).payload(k.as_str()),
+            Duration::from_secs(30),
+        )
+    });
+    let acks = futures::future::join_all(futs).await;
+    keys.iter()
+        .zip(acks)
+        .map(|(k, r)| {
+            let d = r.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+            (k.clone(), d.partition)
+        })
+        .collect()
 }
 
 /// Reads a whole topic; returns (reason, source_topic, source_partition, source_offset).

@@ -74,6 +74,7 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("partition.assignment.strategy", "range")
+        .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.error.backoff.ms", "50");
     for (k, v) in &cfg.kafka.consumer {

@@ -1,0 +1,231 @@
+//! The crash and rebalance battery, against real Apache Kafka, the real registry and the real
+//! ClickHouse server. Each test ends with a bounded run that closes every window, then compares
+//! all window rows (FINAL), survey and contact facts and dead letters with the independent
+//! oracle by exact integer equality.
+//!
+//! `CXP_CRASH_KILLS` sets how many SIGKILLs the kill test deals (default 5; the long variant
+//! is `CXP_CRASH_KILLS=20 scripts/test.sh --test crash`); `CXP_CRASH_SEED` replays the kill
+//! points of an earlier run (every run prints its seed).
+
+mod common;
+
+use common::harness::{self, all_visible, check, events, setup, Opts};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// xorshift64*: the kill points come from a printed seed, so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_and_restart_equals_the_oracle() {
+    let kills = env_u64("CXP_CRASH_KILLS").unwrap_or(5).max(1);
+    let seed = env_u64("CXP_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    });
+    eprintln!("sigkill: {kills} kills, CXP_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    // A short checkpoint interval, so kills fall before, during and after checkpoints.
+    let s = setup(
+        "sigkill",
+        Opts {
+            checkpoint_interval: "2s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let evs = events(60_000, 13);
+    // Input keeps arriving through every crash and restart, spread over about 8 s per kill
+    // (a restart waits out the dead member's 6 s session before partitions move).
+    let pace = Duration::from_millis(kills * 8_000);
+    let kill_loop = async {
+        for k in 0..kills {
+            let started = Instant::now();
+            let child = s.pipeline(&["run"], None);
+            // Even kills: any time in the first 10 s (while joining, restoring or running).
+            // Odd kills: once this instance has written rows, plus up to 4 s: mid-batch,
+            // mid-insert, between rows and checkpoint, or mid-commit.
+            let delay = if k % 2 == 0 {
+                Duration::from_millis(rng.below(10_000))
+            } else {
+                let before = s.contacts_written().await;
+                s.wait_contacts(before, Duration::from_secs(300)).await;
+                started.elapsed() + Duration::from_millis(rng.below(4_000))
+            };
+            tokio::time::sleep(delay.saturating_sub(started.elapsed())).await;
+            harness::signal(&child, "-KILL");
+            let code = harness::wait_exit_async(child, Duration::from_secs(30)).await;
+            eprintln!(
+                "kill {}: {:?} after start, exit {code}, checkpoints hold {} offsets",
+                k + 1,
+                started.elapsed(),
+                s.checkpointed().await,
+            );
+        }
+    };
+    let (landed, ()) = tokio::join!(s.produce_paced(&evs, pace), kill_loop);
+    eprintln!("sigkill: all {} events produced", landed.len());
+    s.run_to_end();
+    check(&s, &evs, &all_visible(&landed)).await;
+}
+
+fn assignments(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("partition assigned"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_instance_joins_then_first_is_killed_equals_the_oracle() {
+    let s = setup(
+        "twoinst",
+        Opts {
+            checkpoint_interval: "2s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let evs = events(60_000, 17);
+    let third = evs.len() / 3;
+    let mut landed = s.produce(&evs[..third]).await;
+    let a = s.pipeline(&["run"], Some(&log_a));
+    s.wait_contacts(2_000, Duration::from_secs(300)).await;
+    landed.extend(s.produce(&evs[third..2 * third]).await);
+    // B joins the same group mid-stream: the group rebalances and partitions move to it.
+    let b = s.pipeline(&["run"], Some(&log_b));
+    let start = Instant::now();
+    while assignments(&log_b) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "B was never assigned partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shared = assignments(&log_b);
+    assert!(
+        shared < 4,
+        "B shares the partitions with A at first ({shared} assigned)"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    harness::signal(&a, "-KILL");
+    harness::wait_exit(a, Duration::from_secs(30));
+    landed.extend(s.produce(&evs[2 * third..]).await);
+    // B alone must take A's partitions over and consume everything.
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    let b_total = assignments(&log_b);
+    assert!(
+        b_total >= shared + 4,
+        "B took every partition over after A died ({shared} then {b_total} assignments)"
+    );
+    harness::signal(&b, "-TERM");
+    assert_eq!(harness::wait_exit(b, Duration::from_secs(120)), 0);
+    eprintln!(
+        "two instances: A logged {} assignments, B {shared} while sharing and {b_total} in all",
+        assignments(&log_a)
+    );
+    s.run_to_end();
+    check(&s, &evs, &all_visible(&landed)).await;
+}
+
+/// A broker of this test's own (the shared one serves the other tests), stopped on drop.
+struct Broker {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Broker {
+    fn script(&self, args: &[&str]) {
+        let ok = Command::new(harness::services_script())
+            .args(args)
+            .status()
+            .map(|s| s.success());
+        assert_eq!(ok.ok(), Some(true), "services.sh {args:?}");
+    }
+    fn up(&self) {
+        let (port, cport) = (self.port.to_string(), (self.port + 1).to_string());
+        self.script(&["kafka-up", &self.dir.to_string_lossy(), &port, &cport]);
+    }
+    fn kill(&self) {
+        self.script(&["kafka-down", &self.dir.to_string_lossy(), "KILL"]);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new(harness::services_script())
+            .args(["kafka-down", &self.dir.to_string_lossy()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_and_restarted_mid_stream_equals_the_oracle() {
+    let services = common::env("CXP_SERVICES_DIR");
+    let broker = Broker {
+        dir: Path::new(&services).join(common::unique("broker")),
+        port: 19192,
+    };
+    broker.up();
+    let brokers = format!("127.0.0.1:{}", broker.port);
+    let s = setup(
+        "brokerkill",
+        Opts {
+            brokers: Some(&brokers),
+            checkpoint_interval: "2s",
+        },
+    )
+    .await;
+    let evs = events(50_000, 19);
+    let half = evs.len() / 2;
+    let mut landed = s.produce(&evs[..half]).await;
+    // librdkafka logs every refused reconnect while the broker is down: keep them in a file.
+    let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = s.pipeline(&["run"], Some(log.path()));
+    s.wait_contacts(2_000, Duration::from_secs(300)).await;
+    let t = Instant::now();
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.up();
+    eprintln!(
+        "broker down for {:?} (SIGKILL, then restart on the same data)",
+        t.elapsed()
+    );
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "the pipeline rides out a broker outage"
+    );
+    landed.extend(s.produce(&evs[half..]).await);
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    harness::signal(&child, "-TERM");
+    assert_eq!(harness::wait_exit(child, Duration::from_secs(120)), 0);
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    eprintln!(
+        "the pipeline logged {} lines during the outage, e.g. {:?}",
+        text.lines().count(),
+        text.lines().find(|l| l.contains("brokers are down"))
+    );
+    s.run_to_end();
+    check(&s, &evs, &all_visible(&landed)).await;
+}
