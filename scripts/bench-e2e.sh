@@ -4,8 +4,8 @@
 # broker (Apache Kafka) and ClickHouse like the test suite does and stops them afterwards. With `soak`, runs
 # benches/soak.rs instead (scripts/bench-soak.sh).
 #
-#   scripts/bench-e2e.sh                       # 300,000 messages, 3 alternating runs
-#   CXP_BENCH_EVENTS=1000000 CXP_BENCH_RUNS=5 scripts/bench-e2e.sh
+#   scripts/bench-e2e.sh                       # 2,000,000 messages, 3 alternating runs
+#   CXP_BENCH_EVENTS=5000000 CXP_BENCH_RUNS=5 scripts/bench-e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cxp/target}

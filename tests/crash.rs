@@ -4,7 +4,7 @@
 //! oracle by exact integer equality.
 //!
 //! `CXP_CRASH_KILLS` sets how many SIGKILLs the kill test deals (default 5; the long variant
-//! is `CXP_CRASH_KILLS=20 scripts/test.sh --test crash`); `CXP_CRASH_SEED` replays the kill
+//! is `CXP_CRASH_KILLS=20 scripts/test.sh sigkill`); `CXP_CRASH_SEED` replays the kill
 //! points of an earlier run (every run prints its seed).
 
 mod common;
@@ -70,7 +70,7 @@ async fn sigkill_at_random_points_and_restart_equals_the_oracle() {
             };
             tokio::time::sleep(delay.saturating_sub(started.elapsed())).await;
             harness::signal(&child, "-KILL");
-            let code = harness::wait_exit_async(child, Duration::from_secs(30)).await;
+            let code = harness::wait_exit(child, Duration::from_secs(30)).await;
             eprintln!(
                 "kill {}: {:?} after start, exit {code}, checkpoints hold {} offsets",
                 k + 1,
@@ -81,7 +81,7 @@ async fn sigkill_at_random_points_and_restart_equals_the_oracle() {
     };
     let (landed, ()) = tokio::join!(s.produce_paced(&evs, pace), kill_loop);
     eprintln!("sigkill: all {} events produced", landed.len());
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
 
@@ -128,7 +128,7 @@ async fn second_instance_joins_then_first_is_killed_equals_the_oracle() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     harness::signal(&a, "-KILL");
-    harness::wait_exit(a, Duration::from_secs(30));
+    harness::wait_exit(a, Duration::from_secs(30)).await;
     landed.extend(s.produce(&evs[2 * third..]).await);
     // B alone must take A's partitions over and consume everything.
     s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
@@ -139,12 +139,12 @@ async fn second_instance_joins_then_first_is_killed_equals_the_oracle() {
         "B took every partition over after A died ({shared} then {b_total} assignments)"
     );
     harness::signal(&b, "-TERM");
-    assert_eq!(harness::wait_exit(b, Duration::from_secs(120)), 0);
+    assert_eq!(harness::wait_exit(b, Duration::from_secs(120)).await, 0);
     eprintln!(
         "two instances: A logged {} assignments, B {shared} while sharing and {b_total} in all",
         assignments(&log_a)
     );
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
 
@@ -219,13 +219,13 @@ async fn broker_killed_and_restarted_mid_stream_equals_the_oracle() {
     s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
         .await;
     harness::signal(&child, "-TERM");
-    assert_eq!(harness::wait_exit(child, Duration::from_secs(120)), 0);
+    assert_eq!(harness::wait_exit(child, Duration::from_secs(120)).await, 0);
     let text = std::fs::read_to_string(log.path()).unwrap_or_default();
     eprintln!(
         "the pipeline logged {} lines during the outage, e.g. {:?}",
         text.lines().count(),
         text.lines().find(|l| l.contains("brokers are down"))
     );
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }

@@ -20,7 +20,7 @@ async fn bounded_run(name: &str, partitioner: Partitioner, seed: u64) {
         partitioner,
     )
     .await;
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
 
@@ -43,13 +43,13 @@ async fn sigterm_mid_stream_and_restart_equals_the_oracle() {
     let child = s.pipeline(&["run"], None);
     s.wait_contacts(3_000, Duration::from_secs(300)).await;
     harness::signal(&child, "-TERM");
-    let code = harness::wait_exit(child, Duration::from_secs(120));
+    let code = harness::wait_exit(child, Duration::from_secs(120)).await;
     assert_eq!(code, 0, "SIGTERM exits 0 after flushing");
     let held = s.checkpointed().await;
     eprintln!("SIGTERM: stopped with {held} of {split} produced messages checkpointed");
     assert!(held > 0, "shutdown wrote checkpoints");
     landed.extend(s.produce(&evs[split..]).await);
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
 

@@ -34,7 +34,7 @@ async fn aborted_transactions_are_never_counted_committed_ones_are() {
         aborted > evs.len() / 4,
         "the run aborts a real share: {aborted}"
     );
-    s.run_to_end();
+    s.run_to_end().await;
     check(&s, &evs, &landed).await;
 }
 

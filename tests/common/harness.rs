@@ -153,12 +153,14 @@ impl Setup {
     pub async fn produce_paced(&self, evs: &[GenEvent], over: Duration) -> Vec<(i32, i64)> {
         let slices = (over.as_millis() / 100).max(1) as usize;
         let size = evs.len().div_ceil(slices).max(1);
+        let producer = super::producer(&self.brokers, super::Partitioner::Librdkafka);
+        let topics = (self.topics.0.as_str(), self.topics.1.as_str());
         let start = Instant::now();
         let mut landed = Vec::with_capacity(evs.len());
         for (n, slice) in evs.chunks(size).enumerate() {
             let due = over.mul_f64(n as f64 / slices as f64);
             tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
-            landed.extend(self.produce(slice).await);
+            landed.extend(super::send_all(&producer, topics, slice, &self.encoder).await);
         }
         landed
     }
@@ -191,11 +193,12 @@ impl Setup {
     }
 
     /// A bounded run (`run --until-end`) that must exit 0.
-    pub fn run_to_end(&self) {
+    pub async fn run_to_end(&self) {
         let code = wait_exit(
             self.pipeline(&["run", "--until-end"], None),
             Duration::from_secs(600),
-        );
+        )
+        .await;
         assert_eq!(code, 0, "bounded run exit code");
     }
 
@@ -272,21 +275,8 @@ pub fn signal(child: &Child, sig: &str) {
     assert_eq!(sent.ok(), Some(true), "kill {sig}");
 }
 
-pub fn wait_exit(mut c: Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(st)) = c.try_wait() {
-            return st.code().unwrap_or(-1);
-        }
-        if start.elapsed() > limit {
-            let _ = c.kill();
-            panic!("pipeline did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-pub async fn wait_exit_async(mut c: Child, limit: Duration) -> i32 {
+/// Waits for the child to exit; kills it and fails after `limit`.
+pub async fn wait_exit(mut c: Child, limit: Duration) -> i32 {
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = c.try_wait() {
@@ -418,30 +408,27 @@ pub async fn check(s: &Setup, evs: &[GenEvent], landed: &[Option<(i32, i64)>]) {
         "the data set exercises lateness: {}",
         exp.too_late
     );
+    // Facts: one row per accepted survey (column 0 of the overall daily rows counts them)
+    // and per accepted contact (column 9).
+    let facts = |col: usize| -> u64 {
+        exp.rows
+            .iter()
+            .filter(|(k, _)| k.0 == 86_400 && k.2.is_empty())
+            .map(|(_, v)| v[col])
+            .sum()
+    };
     let surveys = super::count(
         &s.ch,
         &format!("SELECT count() FROM {}.survey_facts FINAL", s.db),
     )
     .await;
-    let exp_surveys: u64 = exp
-        .rows
-        .iter()
-        .filter(|(k, _)| k.0 == 86_400 && k.2.is_empty())
-        .map(|(_, v)| v[0])
-        .sum();
-    assert_eq!(surveys, exp_surveys, "survey facts");
+    assert_eq!(surveys, facts(0), "survey facts");
     let contacts = super::count(
         &s.ch,
         &format!("SELECT count() FROM {}.interaction_facts FINAL", s.db),
     )
     .await;
-    let exp_contacts: u64 = exp
-        .rows
-        .iter()
-        .filter(|(k, _)| k.0 == 86_400 && k.2.is_empty())
-        .map(|(_, v)| v[9])
-        .sum();
-    assert_eq!(contacts, exp_contacts, "contact facts");
+    assert_eq!(contacts, facts(9), "contact facts");
     eprintln!(
         "checked {} window rows, {} dead letters ({} distinct), {} too late, {} surveys, {} contacts",
         rows.len(),

@@ -116,13 +116,7 @@ pub async fn produce_with(
     enc: &registry::TestEncoder,
     partitioner: Partitioner,
 ) -> Vec<(i32, i64)> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "10")
-        .set("enable.idempotence", "true")
-        .set("partitioner", partitioner.setting())
-        .create()
-        .unwrap_or_else(|e| panic!("producer: {e}"));
+    let producer = producer(brokers, partitioner);
     let mut out = Vec::with_capacity(events.len());
     for chunk in events.chunks(2000) {
         out.extend(send_all(&producer, topics, chunk, enc).await);
@@ -130,8 +124,20 @@ pub async fn produce_with(
     out
 }
 
+/// An idempotent producer; create one per test stream (each one's start-up costs a round
+/// trip for its producer id).
+pub fn producer(brokers: &str, partitioner: Partitioner) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "10")
+        .set("enable.idempotence", "true")
+        .set("partitioner", partitioner.setting())
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"))
+}
+
 /// Sends a chunk of events (key = customer id) and waits for every acknowledgement.
-async fn send_all(
+pub async fn send_all(
     producer: &FutureProducer,
     topics: (&str, &str),
     chunk: &[GenEvent],
