@@ -229,3 +229,60 @@ async fn broker_killed_and_restarted_mid_stream_equals_the_oracle() {
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
+
+/// Commits `offset(topic, partition)` for the test's group from outside it (the group is
+/// empty: its last member left cleanly), as an operator resetting offsets would.
+fn commit_for_group(s: &harness::Setup, offset: impl Fn(&str, i32) -> i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &s.brokers)
+        .set("group.id", &s.db)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in [&s.topics.0, &s.topics.1] {
+        for p in 0..harness::PARTITIONS {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(offset(topic, p)))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    c.commit(&tpl, CommitMode::Sync)
+        .unwrap_or_else(|e| panic!("commit for the group: {e}"));
+}
+
+/// Committed offsets and checkpoints disagree, as after a lost asynchronous commit (behind)
+/// or an offset reset by hand (ahead): on partitions 0 and 1 the group's offsets are
+/// rewound to the start, on 2 and 3 moved to the end. The checkpoint must win either way:
+/// nothing folded twice, nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_behind_or_ahead_of_the_checkpoint_change_nothing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let s = setup("offsets", Opts::default()).await;
+    let evs = events(50_000, 31);
+    let split = evs.len() * 6 / 10;
+    let mut landed = s.produce(&evs[..split]).await;
+    let child = s.pipeline(&["run"], None);
+    s.wait_contacts(3_000, Duration::from_secs(300)).await;
+    harness::signal(&child, "-TERM");
+    assert_eq!(harness::wait_exit(child, Duration::from_secs(120)).await, 0);
+    assert!(s.checkpointed().await > 0, "shutdown wrote checkpoints");
+    // The rest arrives first, so "the end" on partitions 2 and 3 is past every checkpoint.
+    landed.extend(s.produce(&evs[split..]).await);
+    let probe: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &s.brokers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    commit_for_group(&s, |topic, p| {
+        if p < 2 {
+            0
+        } else {
+            probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    });
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

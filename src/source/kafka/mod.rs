@@ -424,8 +424,22 @@ impl Run<'_> {
                 "partition assigned"
             );
             for s in Stream::ALL {
-                self.expect
-                    .insert((s, p), (state.clocks[s as usize].next_offset, false));
+                // Resume exactly after the checkpoint, wherever the committed offsets point:
+                // behind it after a lost asynchronous commit, ahead of it after an offset
+                // reset. Seeking now matters when they are ahead and no newer message will
+                // come to reveal it. The seek can be refused this early, or overtaken by
+                // librdkafka starting from the committed offset, so the first message
+                // received still checks its offset and seeks back once if needed
+                // (`on_message`): the early seek does not count as that one.
+                let want = state.clocks[s as usize].next_offset;
+                let topic = &self.topics[s as usize];
+                if let Err(e) =
+                    self.consumer
+                        .seek(topic, p, Offset::Offset(want), Duration::from_secs(10))
+                {
+                    tracing::debug!(error = %e, partition = p, "early seek refused");
+                }
+                self.expect.insert((s, p), (want, false));
             }
             self.core.restore(state);
             self.assigned.insert(p);
