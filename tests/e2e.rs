@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::harness::{self, all_visible, check, events, setup, Opts};
+use common::harness::{all_visible, check, events, setup, Opts};
 use common::Partitioner;
-use std::time::Duration;
 
 async fn bounded_run(name: &str, partitioner: Partitioner, seed: u64) {
     let s = setup(name, Opts::default()).await;
@@ -39,16 +38,7 @@ async fn sigterm_mid_stream_and_restart_equals_the_oracle() {
     let s = setup("sigterm", Opts::default()).await;
     let evs = events(50_000, 11);
     let split = evs.len() * 6 / 10;
-    let mut landed = s.produce(&evs[..split]).await;
-    let child = s.pipeline(&["run"], None);
-    s.wait_contacts(3_000, Duration::from_secs(300)).await;
-    harness::signal(&child, "-TERM");
-    let code = harness::wait_exit(child, Duration::from_secs(120)).await;
-    assert_eq!(code, 0, "SIGTERM exits 0 after flushing");
-    let held = s.checkpointed().await;
-    eprintln!("SIGTERM: stopped with {held} of {split} produced messages checkpointed");
-    assert!(held > 0, "shutdown wrote checkpoints");
-    landed.extend(s.produce(&evs[split..]).await);
+    let landed = s.sigterm_mid_stream(&evs, split).await;
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }

@@ -202,6 +202,23 @@ impl Setup {
         assert_eq!(code, 0, "bounded run exit code");
     }
 
+    /// Produces `evs[..split]`, runs the pipeline until it has written rows, stops it with
+    /// SIGTERM (which must exit 0 after writing checkpoints), then produces the rest.
+    /// Returns where every event landed.
+    pub async fn sigterm_mid_stream(&self, evs: &[GenEvent], split: usize) -> Vec<(i32, i64)> {
+        let mut landed = self.produce(&evs[..split]).await;
+        let child = self.pipeline(&["run"], None);
+        self.wait_contacts(3_000, Duration::from_secs(300)).await;
+        signal(&child, "-TERM");
+        let code = wait_exit(child, Duration::from_secs(120)).await;
+        assert_eq!(code, 0, "SIGTERM exits 0 after flushing");
+        let held = self.checkpointed().await;
+        eprintln!("SIGTERM: stopped with {held} of {split} produced messages checkpointed");
+        assert!(held > 0, "shutdown wrote checkpoints");
+        landed.extend(self.produce(&evs[split..]).await);
+        landed
+    }
+
     /// Sum over partitions of both streams' checkpointed next offsets.
     pub async fn checkpointed(&self) -> u64 {
         if super::count(
