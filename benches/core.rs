@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
 use cx_pipeline::config::Config;
 use cx_pipeline::generator::{generate, hash, Encoder, GenConfig};
-use cx_pipeline::join::JoinState;
+use cx_pipeline::join::{JoinState, Pending};
 use cx_pipeline::metrics::Metrics;
 use cx_pipeline::model::{Event, Stream};
 use cx_pipeline::pipeline::{dims, Core, Settings};
@@ -124,15 +124,22 @@ fn join(c: &mut Criterion) {
                 for (n, ev) in events.into_iter().enumerate() {
                     match ev {
                         Event::Interaction(i) => {
+                            j.add_contact(&i, horizon, &cfg);
                             horizon = horizon.max(i.ended_at_ms - 330_000);
-                            j.add_contact(&i, &cfg);
                         }
                         Event::Survey(s) => {
-                            j.add_survey(s, &cfg);
+                            let lo_ms = s.submitted_at_ms - cfg.lookback_ms;
+                            let p = Pending {
+                                survey: s,
+                                offset: n as i64,
+                                late: false,
+                                lo_ms,
+                            };
+                            j.park(p, &cfg);
                         }
                     }
                     if n % 1000 == 999 {
-                        j.resolve_until(horizon, &cfg, |r| settled.push(r));
+                        settled.extend(j.resolve_until(horizon, &cfg));
                         j.evict_before(horizon - cfg.lookback_ms);
                         settled.clear();
                     }
@@ -174,12 +181,12 @@ fn window(c: &mut Criterion) {
                         }
                     }
                     if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        w.drain_dirty(&st.window, |u| out.push(u));
+                        w.drain_dirty(&st.window, 0, |u| out.push(u));
                         rows += out.len();
                         out.clear();
                     }
                 }
-                w.close_until(i64::MAX, &st.window, |u| out.push(u));
+                w.close_until(i64::MAX, &st.window, 1, |u| out.push(u));
                 rows + out.len()
             })
         });
@@ -209,10 +216,10 @@ fn window_groupings(c: &mut Criterion) {
                         });
                     }
                     if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        w.drain_dirty(&cfg, |_| rows += 1);
+                        w.drain_dirty(&cfg, 0, |_| rows += 1);
                     }
                 }
-                w.close_until(i64::MAX, &cfg, |_| rows += 1);
+                w.close_until(i64::MAX, &cfg, 1, |_| rows += 1);
                 rows
             })
         });

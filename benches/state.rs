@@ -75,7 +75,7 @@ fn main() {
         let before = live();
         let mut j = JoinState::default();
         for i in &contacts {
-            j.add_contact(i, &st.join);
+            j.add_contact(i, i64::MIN, &st.join);
         }
         let join_bytes = live() - before;
         let checkpoint = postcard::to_allocvec(&j).map_or(0, |b| b.len());
@@ -95,7 +95,7 @@ fn main() {
             }
         }
         let mut emitted = 0usize;
-        w.drain_dirty(&st.window, |_| emitted += 1);
+        w.drain_dirty(&st.window, 0, |_| emitted += 1);
         let window_bytes = live() - before;
         println!(
             "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",

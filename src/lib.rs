@@ -24,6 +24,7 @@
 pub mod codec;
 pub mod config;
 pub mod generator;
+pub mod ingest;
 pub mod join;
 pub mod metrics;
 pub mod model;

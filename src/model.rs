@@ -30,6 +30,33 @@ impl Stream {
     }
 }
 
+/// NPS answer classes: 9-10 promoter, 7-8 passive, 0-6 detractor. The one place this rule
+/// lives; windows and the Prometheus counters both use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NpsClass {
+    Promoter,
+    Passive,
+    Detractor,
+}
+
+impl NpsClass {
+    pub fn of(score: u8) -> NpsClass {
+        match score {
+            9.. => NpsClass::Promoter,
+            7..=8 => NpsClass::Passive,
+            _ => NpsClass::Detractor,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            NpsClass::Promoter => "promoter",
+            NpsClass::Passive => "passive",
+            NpsClass::Detractor => "detractor",
+        }
+    }
+}
+
 /// Survey channel symbols, in the order of the Avro enum.
 pub const SURVEY_CHANNELS: [&str; 5] = ["EMAIL", "SMS", "IN_APP", "WEB", "PHONE"];
 /// Contact channel symbols, in the order of the Avro enum.
@@ -89,8 +116,11 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// Talk + hold + wrap-up; saturates (each part is bounded by `ingest.max_duration`).
     pub fn handle_ms(&self) -> i64 {
-        self.talk_ms + self.hold_ms + self.wrap_ms
+        self.talk_ms
+            .saturating_add(self.hold_ms)
+            .saturating_add(self.wrap_ms)
     }
 }
 

@@ -117,7 +117,17 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
     let windowed = common::count(&ch, &format!("SELECT toUInt64(sum(contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
     let surveys = common::count(&ch, &format!("SELECT count() FROM {db}.survey_facts FINAL")).await;
     let responses = common::count(&ch, &format!("SELECT toUInt64(sum(responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let settled = common::count(
+        &ch,
+        &format!("SELECT count() FROM {db}.survey_facts FINAL WHERE is_final = 1"),
+    )
+    .await;
     assert!(facts > 1000 && surveys > 300, "{facts} {surveys}");
     assert_eq!(facts, windowed);
-    assert_eq!(surveys, responses);
+    // Every settled survey is counted; an unsettled one too unless it came in late (README,
+    // Bounded runs), and the demo's generator sends a few very late ones.
+    assert!(
+        settled <= responses && responses <= surveys && settled < surveys,
+        "settled {settled} responses {responses} facts {surveys}"
+    );
 }

@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::harness::{self, all_visible, check, events, setup, Opts};
+use common::check::check;
+use common::harness::{self, all_visible, events, setup, Opts};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -193,6 +194,7 @@ async fn broker_killed_and_restarted_mid_stream_equals_the_oracle() {
         Opts {
             brokers: Some(&brokers),
             checkpoint_interval: "2s",
+            ..Opts::default()
         },
     )
     .await;

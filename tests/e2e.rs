@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::harness::{all_visible, check, events, setup, Opts};
+use common::check::check;
+use common::harness::{all_visible, events, setup, Opts};
 use common::Partitioner;
 
 async fn bounded_run(name: &str, partitioner: Partitioner, seed: u64) {

@@ -33,23 +33,47 @@ async fn metrics_endpoint_serves_correct_counters_in_valid_exposition() {
         },
         WireFormat::Avro,
     );
-    // Independent counts from the generated events.
+    // Independent counts from the generated events (README, Metrics: a survey counts once,
+    // when it settles: when the contact floor, newest contact - 30 s - 5 min, passes
+    // submitted_at + 10 min).
+    let newest_contact = events
+        .iter()
+        .filter_map(|g| match &g.event {
+            Event::Interaction(i) => Some(i.ended_at_ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let contact_floor = newest_contact - 30_000 - 300_000;
     let (mut promoters, mut contacts, mut handle) = (0u64, 0u64, 0u64);
-    let mut core = Core::new(settings);
-    let mut offsets = std::collections::HashMap::new();
     for g in &events {
         match &g.event {
-            Event::Survey(s) => promoters += u64::from(s.nps_score.is_some_and(|n| n >= 9)),
+            Event::Survey(s) => {
+                promoters += u64::from(
+                    s.submitted_at_ms + 600_000 < contact_floor
+                        && s.nps_score.is_some_and(|n| n >= 9),
+                )
+            }
             Event::Interaction(i) => {
                 contacts += 1;
                 handle += (i.talk_ms + i.hold_ms + i.wrap_ms) as u64;
             }
         }
+    }
+    // Every message is delivered twice (a webhook retry): the repeat must not count.
+    let mut core = Core::new(settings);
+    let mut offsets = std::collections::HashMap::new();
+    for g in events.iter().flat_map(|g| [g, g]) {
         let o = offsets.entry(g.stream).or_insert(0i64);
         *o += 1;
-        core.process(0, *o - 1, g.event.clone())
-            .unwrap_or_else(|l| panic!("unexpected late {l:?}"));
+        let r = core.process(0, *o - 1, g.event.clone());
+        assert_eq!(
+            r.is_err(),
+            *o % 2 == 0,
+            "only the repeat is rejected: {r:?}"
+        );
     }
+    core.advance_all();
     core.finish_all();
     let metrics = Arc::new(Metrics::new(500));
     metrics.record_business(&core.take_outputs());

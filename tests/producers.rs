@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::harness::{check, events, setup, Opts};
+use common::check::check;
+use common::harness::{events, setup, Opts};
 use common::Partitioner;
 use std::collections::HashMap;
 use std::io::Write;

@@ -10,7 +10,7 @@
 //! Checkpoints store contacts by value (strings), so they do not depend on these ids.
 
 use super::chunked::{ById, Named, Ring};
-use super::{AttributionPolicy, JoinConfig, Resolved};
+use super::{AttributionPolicy, JoinConfig, Pending, Settled};
 use crate::model::{Attribution, Interaction, MatchKind, Survey};
 use compact_str::CompactString;
 use hashbrown::HashTable;
@@ -29,6 +29,9 @@ struct Contact {
     customer: u32,
     /// Next (older) contact of the same ticket, by sequence number.
     next_in_ticket: u32,
+    /// The contact stream's floor just before this contact arrived: surveys whose deadline
+    /// it had already passed were settled without it, whatever the interleaving.
+    floor_at_arrival: i64,
 }
 
 struct Ticket {
@@ -91,7 +94,7 @@ pub struct JoinState {
     handlings: Vec<Handling>,
     handling_index: HashTable<u32>,
     /// Keyed by (deadline = submitted_at + max_wait, arrival seq).
-    pending: BTreeMap<(i64, u64), Survey>,
+    pending: BTreeMap<(i64, u64), Pending>,
     next_survey: u64,
 }
 
@@ -110,11 +113,11 @@ impl JoinState {
     }
 
     /// Submission time of the oldest survey still waiting, which holds back window closing.
-    pub fn earliest_pending_ms(&self, cfg: &JoinConfig) -> Option<i64> {
+    pub fn earliest_pending_ms(&self) -> Option<i64> {
         self.pending
-            .keys()
+            .values()
             .next()
-            .map(|(deadline, _)| deadline - cfg.max_wait_ms)
+            .map(|p| p.survey.submitted_at_ms)
     }
 
     fn contact(&self, seq: u32) -> Option<&Contact> {
@@ -127,14 +130,17 @@ impl JoinState {
     }
 
     fn handling(&mut self, i: &Interaction) -> u32 {
-        let key: HandlingKey<'_> = (
+        self.intern((
             &i.agent_id,
             &i.team,
             &i.channel,
             &i.bucket,
             &i.category,
             i.product.as_deref(),
-        );
+        ))
+    }
+
+    fn intern(&mut self, key: HandlingKey<'_>) -> u32 {
         let h = FxBuildHasher.hash_one(key);
         let handlings = &self.handlings;
         if let Some(&id) = self
@@ -160,7 +166,12 @@ impl JoinState {
     }
 
     /// Indexes an accepted contact. Returns how many contacts the cap pushed out.
-    pub fn add_contact(&mut self, i: &Interaction, cfg: &JoinConfig) -> usize {
+    pub fn add_contact(
+        &mut self,
+        i: &Interaction,
+        floor_at_arrival: i64,
+        cfg: &JoinConfig,
+    ) -> usize {
         let seq = self.front_seq.wrapping_add(self.contacts.len() as u32);
         let handling = self.handling(i);
         let ticket = self.tickets.find_or_insert(&i.ticket_id, || Ticket {
@@ -185,6 +196,7 @@ impl JoinState {
             ticket,
             customer,
             next_in_ticket,
+            floor_at_arrival,
         });
         let mut evicted = 0;
         while self.contacts.len() > cfg.max_contacts && self.pop_front() {
@@ -236,44 +248,50 @@ impl JoinState {
         true
     }
 
-    /// Parks a survey until its wait is over. When the pending map is full the oldest
-    /// survey is settled early (returned) so memory stays bounded.
-    pub fn add_survey(&mut self, s: Survey, cfg: &JoinConfig) -> Option<Resolved> {
+    /// Parks a survey until the contact stream passes its deadline. When the pending map
+    /// is full the oldest survey is settled early (returned) so memory stays bounded.
+    pub fn park(&mut self, p: Pending, cfg: &JoinConfig) -> Option<Settled> {
         let seq = self.next_survey;
         self.next_survey += 1;
-        self.pending
-            .insert((s.submitted_at_ms.saturating_add(cfg.max_wait_ms), seq), s);
+        let deadline = p.survey.submitted_at_ms.saturating_add(cfg.max_wait_ms);
+        self.pending.insert((deadline, seq), p);
         if self.pending.len() > cfg.max_pending {
-            let (_, survey) = self.pending.pop_first()?;
-            let attribution = self.attribute(&survey, cfg);
-            return Some(Resolved {
-                survey,
-                attribution,
-                forced: true,
-            });
+            let (_, p) = self.pending.pop_first()?;
+            return Some(self.settle(p, cfg, true));
         }
         None
     }
 
-    /// Settles every survey whose deadline is below the contact stream's horizon.
-    pub fn resolve_until(
-        &mut self,
-        contact_horizon: i64,
-        cfg: &JoinConfig,
-        mut settled: impl FnMut(Resolved),
-    ) {
+    fn settle(&self, pending: Pending, cfg: &JoinConfig, forced: bool) -> Settled {
+        let chosen = self.choose(&pending.survey, pending.lo_ms, cfg);
+        Settled {
+            attribution: chosen.and_then(|(c, how)| self.owned(c, how)),
+            pending,
+            forced,
+        }
+    }
+
+    /// Settles every survey whose deadline is below the contact stream's floor: no contact
+    /// accepted from now on can be chosen for it.
+    pub fn resolve_until(&mut self, contact_floor: i64, cfg: &JoinConfig) -> Vec<Settled> {
+        let mut out = Vec::new();
         while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= contact_horizon {
+            if entry.key().0 >= contact_floor {
                 break;
             }
-            let survey = entry.remove();
-            let attribution = self.attribute(&survey, cfg);
-            settled(Resolved {
-                survey,
-                attribution,
-                forced: false,
-            });
+            let p = entry.remove();
+            out.push(self.settle(p, cfg, false));
         }
+        out
+    }
+
+    /// Every pending survey attributed with the contacts held now, left pending (end of a
+    /// bounded run: what the input so far says).
+    pub fn refresh(&self, cfg: &JoinConfig) -> Vec<Settled> {
+        self.pending
+            .values()
+            .map(|p| self.settle(p.clone(), cfg, false))
+            .collect()
     }
 
     /// Drops contacts older than `floor` from the front of the arrival order; callers pass
@@ -295,8 +313,11 @@ impl JoinState {
         .filter(move |c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
     }
 
-    fn attribute(&self, s: &Survey, cfg: &JoinConfig) -> Option<Attribution> {
-        let lo = s.submitted_at_ms.saturating_sub(cfg.lookback_ms);
+    /// The rule (README, Join): among contacts with `ended_at` in [lo, t + max_wait] that
+    /// arrived before the contact floor passed the survey's deadline, by ticket id or the
+    /// customer's latest contact's ticket, then the ticket's last (or first) contact.
+    fn choose(&self, s: &Survey, lo_ms: i64, cfg: &JoinConfig) -> Option<(&Contact, MatchKind)> {
+        let lo = lo_ms.max(s.submitted_at_ms.saturating_sub(cfg.lookback_ms));
         let hi = s.submitted_at_ms.saturating_add(cfg.max_wait_ms);
         fn order(a: &&Contact, b: &&Contact) -> std::cmp::Ordering {
             (a.ended_at_ms, a.interaction_id.as_str())
@@ -310,7 +331,9 @@ impl JoinState {
                     .contacts
                     .iter()
                     .filter_map(|&seq| self.contact(seq))
-                    .filter(|c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
+                    .filter(|c| {
+                        c.ended_at_ms >= lo && c.ended_at_ms <= hi && c.floor_at_arrival <= hi
+                    })
                     .max_by(order)?;
                 (latest.ticket, MatchKind::Customer)
             }
@@ -318,14 +341,15 @@ impl JoinState {
         // The chain runs newest arrival first; exact ties (a replayed contact) go to the
         // newest arrival under Last and the oldest under First.
         use std::cmp::Ordering::{Greater, Less};
-        let chosen = self.ticket_contacts(ticket, lo, hi).reduce(|best, c| {
-            match (cfg.policy, order(&c, &best)) {
+        let chosen = self
+            .ticket_contacts(ticket, lo, hi)
+            .filter(|c| c.floor_at_arrival <= hi)
+            .reduce(|best, c| match (cfg.policy, order(&c, &best)) {
                 (AttributionPolicy::Last, Greater) => c,
                 (AttributionPolicy::First, Less | std::cmp::Ordering::Equal) => c,
                 _ => best,
-            }
-        })?;
-        self.owned(chosen, matched_by)
+            })?;
+        Some((chosen, matched_by))
     }
 
     /// A held contact as owned strings: the attribution it gives, and its checkpoint form.
@@ -352,12 +376,13 @@ struct SavedContact {
     held: Attribution,
     customer_id: String,
     ended_at_ms: i64,
+    floor_at_arrival: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
     contacts: Vec<SavedContact>,
-    pending: Vec<((i64, u64), Survey)>,
+    pending: Vec<((i64, u64), Pending)>,
     next_survey: u64,
 }
 
@@ -371,12 +396,13 @@ impl Serialize for JoinState {
                     held: self.owned(c, MatchKind::Ticket)?,
                     customer_id: self.customers.get(c.customer)?.id.to_string(),
                     ended_at_ms: c.ended_at_ms,
+                    floor_at_arrival: c.floor_at_arrival,
                 })
             })
             .collect();
         Saved {
             contacts,
-            pending: self.pending.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            pending: self.pending.iter().map(|(k, p)| (*k, p.clone())).collect(),
             next_survey: self.next_survey,
         }
         .serialize(s)
@@ -414,6 +440,7 @@ impl<'de> Deserialize<'de> for JoinState {
                     wrap_ms: 0,
                     resolved: false,
                 },
+                c.floor_at_arrival,
                 &no_cap,
             );
         }

@@ -49,11 +49,25 @@ fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64) -> Survey {
     }
 }
 
-fn resolve_one(j: &mut JoinState, c: &JoinConfig) -> Resolved {
-    let mut out = Vec::new();
-    j.resolve_until(i64::MAX, c, |r| out.push(r));
+fn resolve_one(j: &mut JoinState, c: &JoinConfig) -> Settled {
+    let mut out = j.resolve_until(i64::MAX, c);
     assert_eq!(out.len(), 1);
     out.remove(0)
+}
+
+impl JoinState {
+    /// An on-time survey with nothing folded yet.
+    fn park_survey(&mut self, s: Survey, c: &JoinConfig) -> Option<Settled> {
+        self.park(
+            Pending {
+                survey: s,
+                offset: 0,
+                late: false,
+                lo_ms: i64::MIN,
+            },
+            c,
+        )
+    }
 }
 
 #[test]
@@ -64,11 +78,11 @@ fn ticket_survey_goes_to_last_or_first_agent() {
     ] {
         let c = cfg(policy);
         let mut j = JoinState::default();
-        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), &c);
-        j.add_contact(&contact("i2", "t1", "c1", "b", 1010 * MIN), &c);
-        j.add_contact(&contact("i3", "t2", "c1", "z", 1020 * MIN), &c);
+        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
+        j.add_contact(&contact("i2", "t1", "c1", "b", 1010 * MIN), i64::MIN, &c);
+        j.add_contact(&contact("i3", "t2", "c1", "z", 1020 * MIN), i64::MIN, &c);
         assert!(j
-            .add_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c)
+            .park_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c)
             .is_none());
         let r = resolve_one(&mut j, &c);
         let a = r.attribution.expect("attributed");
@@ -83,10 +97,10 @@ fn ticket_survey_goes_to_last_or_first_agent() {
 fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
-    j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), &c);
-    j.add_contact(&contact("i2", "t2", "c1", "b", 2000 * MIN), &c);
-    j.add_contact(&contact("i3", "t3", "c2", "z", 2500 * MIN), &c);
-    j.add_survey(survey("s1", "c1", None, 2100 * MIN), &c);
+    j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
+    j.add_contact(&contact("i2", "t2", "c1", "b", 2000 * MIN), i64::MIN, &c);
+    j.add_contact(&contact("i3", "t3", "c2", "z", 2500 * MIN), i64::MIN, &c);
+    j.park_survey(survey("s1", "c1", None, 2100 * MIN), &c);
     let a = resolve_one(&mut j, &c).attribution.expect("attributed");
     assert_eq!(
         (a.ticket_id.as_str(), a.matched_by),
@@ -95,7 +109,7 @@ fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
 
     // Beyond the lookback: unattributed.
     let far = 2000 * MIN + c.lookback_ms + MIN;
-    j.add_survey(survey("s2", "c1", None, far), &c);
+    j.park_survey(survey("s2", "c1", None, far), &c);
     assert!(resolve_one(&mut j, &c).attribution.is_none());
 }
 
@@ -103,14 +117,12 @@ fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
 fn survey_waits_for_the_contact_horizon() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
-    j.add_survey(survey("s1", "c1", Some("t1"), 1000 * MIN), &c);
-    let mut out = Vec::new();
+    j.park_survey(survey("s1", "c1", Some("t1"), 1000 * MIN), &c);
     // Horizon exactly at the deadline: a contact ending at the deadline could still come.
-    j.resolve_until(1010 * MIN, &c, |r| out.push(r));
-    assert!(out.is_empty());
+    assert!(j.resolve_until(1010 * MIN, &c).is_empty());
     // The contact arrives after the survey (ingestion lag) but inside the wait.
-    j.add_contact(&contact("i1", "t1", "c1", "a", 1005 * MIN), &c);
-    j.resolve_until(1010 * MIN + 1, &c, |r| out.push(r));
+    j.add_contact(&contact("i1", "t1", "c1", "a", 1005 * MIN), i64::MIN, &c);
+    let out = j.resolve_until(1010 * MIN + 1, &c);
     assert_eq!(out.len(), 1);
     assert!(out[0].attribution.is_some());
     assert_eq!(j.pending_len(), 0);
@@ -122,36 +134,92 @@ fn caps_bound_state_and_report_overflow() {
     c.max_contacts = 2;
     c.max_pending = 1;
     let mut j = JoinState::default();
-    assert_eq!(j.add_contact(&contact("i1", "t1", "c1", "a", MIN), &c), 0);
     assert_eq!(
-        j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), &c),
+        j.add_contact(&contact("i1", "t1", "c1", "a", MIN), i64::MIN, &c),
         0
     );
     assert_eq!(
-        j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), &c),
+        j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), i64::MIN, &c),
+        0
+    );
+    assert_eq!(
+        j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), i64::MIN, &c),
         1
     );
     assert_eq!(j.contacts_len(), 2);
     assert!(j
-        .add_survey(survey("s1", "c1", Some("t1"), MIN), &c)
+        .park_survey(survey("s1", "c1", Some("t1"), MIN), &c)
         .is_none());
-    let forced = j.add_survey(survey("s2", "c1", Some("t2"), 2 * MIN), &c);
+    let forced = j.park_survey(survey("s2", "c1", Some("t2"), 2 * MIN), &c);
     let forced = forced.expect("oldest settled early");
     assert!(forced.forced);
-    assert_eq!(forced.survey.response_id, "s1");
+    assert_eq!(forced.pending.survey.response_id, "s1");
     // t1's only contact was evicted by the cap.
     assert!(forced.attribution.is_none());
+}
+
+#[test]
+fn a_contact_that_arrives_after_the_floor_passed_the_deadline_is_never_chosen() {
+    // Whether the survey settles before or after this contact is processed depends on how
+    // the consumer interleaved the topics; the arrival rule makes both give one answer.
+    let c = cfg(AttributionPolicy::Last);
+    for settle_first in [false, true] {
+        let mut j = JoinState::default();
+        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
+        j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
+        // Deadline 1011 min; the floor was already at 1020 min when i2 (a late contact
+        // inside the survey's range) arrived.
+        let late = contact("i2", "t1", "c1", "b", 1005 * MIN);
+        let out = if settle_first {
+            let out = j.resolve_until(1020 * MIN, &c);
+            j.add_contact(&late, 1020 * MIN, &c);
+            out
+        } else {
+            j.add_contact(&late, 1020 * MIN, &c);
+            j.resolve_until(1020 * MIN, &c)
+        };
+        assert_eq!(out.len(), 1);
+        let a = out[0]
+            .attribution
+            .as_ref()
+            .map(|a| a.interaction_id.as_str());
+        assert_eq!(a, Some("i1"), "settle_first = {settle_first}");
+    }
+}
+
+#[test]
+fn a_contact_that_arrived_before_the_deadline_passed_counts_even_if_late() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
+    // Behind its own stream's floor (1008 min) but the floor had not passed the deadline.
+    j.add_contact(&contact("i2", "t1", "c1", "b", 1005 * MIN), 1008 * MIN, &c);
+    let a = resolve_one(&mut j, &c)
+        .attribution
+        .map(|a| a.interaction_id);
+    assert_eq!(a.as_deref(), Some("i2"));
+}
+
+#[test]
+fn refresh_reports_the_current_answer_and_keeps_surveys_pending() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
+    j.add_contact(&contact("i1", "t1", "c1", "a", 1002 * MIN), i64::MIN, &c);
+    let r = j.refresh(&c);
+    assert_eq!((r.len(), r[0].attribution.is_some()), (1, true));
+    assert_eq!(j.pending_len(), 1);
 }
 
 #[test]
 fn eviction_keeps_what_can_still_match() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
-    j.add_contact(&contact("i1", "t1", "c1", "a", 100 * MIN), &c);
-    j.add_contact(&contact("i2", "t2", "c1", "a", 200 * MIN), &c);
+    j.add_contact(&contact("i1", "t1", "c1", "a", 100 * MIN), i64::MIN, &c);
+    j.add_contact(&contact("i2", "t2", "c1", "a", 200 * MIN), i64::MIN, &c);
     j.evict_before(150 * MIN);
     assert_eq!(j.contacts_len(), 1);
-    j.add_survey(survey("s1", "c1", None, 210 * MIN), &c);
+    j.park_survey(survey("s1", "c1", None, 210 * MIN), &c);
     let a = resolve_one(&mut j, &c).attribution.expect("attributed");
     assert_eq!(a.interaction_id, "i2");
 }
@@ -211,7 +279,7 @@ mod against_brute_force {
                 }
                 let i = contact(&format!("i{}", n % 7), &format!("t{t}"), &format!("c{cu}"),
                     &format!("a{ag}"), at * MIN);
-                j.add_contact(&i, &c);
+                j.add_contact(&i, i64::MIN, &c);
                 all.push(i);
             }
             prop_assert_eq!(j.contacts_len(), cs.len());
@@ -219,7 +287,7 @@ mod against_brute_force {
                 let s = survey(&format!("s{n}"), &format!("c{cu}"),
                     t.map(|t| format!("t{t}")).as_deref(), at * MIN);
                 let want = brute(&all, &s, &c);
-                j.add_survey(s, &c);
+                j.park_survey(s, &c);
                 let r = resolve_one(&mut j, &c);
                 let got = r.attribution.map(|a| (a.interaction_id, a.agent_id));
                 prop_assert_eq!(got, want);

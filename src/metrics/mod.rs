@@ -19,6 +19,8 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     pub dead_lettered: IntCounterVec,
     pub late: IntCounterVec,
+    pub revised: IntCounterVec,
+    pub duplicates: IntCounterVec,
     pub join: IntCounterVec,
     pub state: IntGaugeVec,
     pub watermark: IntGaugeVec,
@@ -122,7 +124,19 @@ impl Metrics {
             late: counter(
                 &r,
                 "cx_late_events_total",
-                "Events beyond allowed lateness (dead-lettered)",
+                "Events beyond the late horizon (dead-lettered as too_late)",
+                &["topic"],
+            ),
+            revised: counter(
+                &r,
+                "cx_late_revisions_total",
+                "Events behind their stream's floor but within the late horizon, counted in correction rows",
+                &["topic"],
+            ),
+            duplicates: counter(
+                &r,
+                "cx_duplicates_total",
+                "Repeated response or interaction ids (dead-lettered as duplicate)",
                 &["topic"],
             ),
             join: counter(
@@ -225,7 +239,8 @@ impl Metrics {
             sat: u64,
         }
         let mut surveys: HashMap<[&str; 3], S> = HashMap::new();
-        for f in &out.surveys {
+        // Provisional facts (a bounded run's unsettled surveys) are counted when they settle.
+        for f in out.surveys.iter().filter(|f| f.is_final) {
             let s = &f.resolved.survey;
             let a = f.resolved.attribution.as_ref();
             let key = [
@@ -236,11 +251,7 @@ impl Metrics {
             let e = surveys.entry(key).or_default();
             e.n += 1;
             if let Some(n) = s.nps_score {
-                e.classes[match n {
-                    9..=10 => 0,
-                    7..=8 => 1,
-                    _ => 2,
-                }] += 1;
+                e.classes[crate::model::NpsClass::of(n) as usize] += 1;
             }
             if let Some(c) = s.csat_score {
                 e.csat += 1;
@@ -281,7 +292,7 @@ impl Metrics {
                 .inc_by(ms as f64 / 1000.0);
         }
         let mut matched = [0u64; 3];
-        for f in &out.surveys {
+        for f in out.surveys.iter().filter(|f| f.is_final) {
             matched[match f.resolved.attribution.as_ref().map(|a| a.matched_by) {
                 Some(crate::model::MatchKind::Ticket) => 0,
                 Some(crate::model::MatchKind::Customer) => 1,

@@ -1,13 +1,15 @@
 //! The processing core: per-partition state plus the settings they share. The Kafka source
 //! and the embedded demo both drive this same core; it does no I/O.
 
+pub mod checkpoint;
 pub mod dims;
 pub mod partition;
 
+use crate::ingest::Limits;
 use crate::join::JoinConfig;
 use crate::model::{Event, Stream};
 use crate::window::WindowConfig;
-use partition::{Outputs, PartitionState, TooLate};
+use partition::{Accepted, Outputs, PartitionState, Rejected};
 use std::collections::BTreeMap;
 
 /// Time and state settings, already validated.
@@ -17,12 +19,18 @@ pub struct Settings {
     pub window: WindowConfig,
     pub out_of_orderness_ms: i64,
     pub allowed_lateness_ms: i64,
+    /// Events up to this far behind their stream's newest are still counted (correction
+    /// rows); older ones are too late. At least out_of_orderness + allowed_lateness.
+    pub late_horizon_ms: i64,
+    pub limits: Limits,
 }
 
 pub struct Core {
     pub settings: Settings,
     parts: BTreeMap<i32, PartitionState>,
     out: Outputs,
+    /// Reused buffer for an event's canonical encoding (compared when its id repeats).
+    scratch: Vec<u8>,
 }
 
 impl Core {
@@ -31,6 +39,7 @@ impl Core {
             settings,
             parts: BTreeMap::new(),
             out: Outputs::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -59,16 +68,32 @@ impl Core {
         self.parts.remove(&p)
     }
 
-    pub fn process(&mut self, partition: i32, offset: i64, event: Event) -> Result<(), TooLate> {
+    /// Folds one validated event (see `crate::ingest` for the step that calls this).
+    pub fn process(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        event: Event,
+    ) -> Result<Accepted, Rejected> {
         let st = &self.settings;
         let ps = self
             .parts
             .entry(partition)
             .or_insert_with(|| PartitionState::new(partition));
-        match event {
-            Event::Survey(s) => ps.on_survey(s, offset, st, &mut self.out),
-            Event::Interaction(i) => ps.on_interaction(i, offset, st, &mut self.out),
-        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let r = match event {
+            Event::Survey(s) => {
+                buf = postcard::to_extend(&s, buf).unwrap_or_default();
+                ps.on_survey(s, offset, &buf, st, &mut self.out)
+            }
+            Event::Interaction(i) => {
+                buf = postcard::to_extend(&i, buf).unwrap_or_default();
+                ps.on_interaction(i, offset, &buf, st, &mut self.out)
+            }
+        };
+        self.scratch = buf;
+        r
     }
 
     /// Records a dead-lettered offset so the committed position moves past it.
@@ -88,7 +113,7 @@ impl Core {
         }
     }
 
-    /// End of a bounded input for every partition.
+    /// End of a bounded input for every partition: provisional facts, nothing closed.
     pub fn finish_all(&mut self) {
         for ps in self.parts.values_mut() {
             ps.finish(&self.settings, &mut self.out);

@@ -1,26 +1,33 @@
-//! All state for one partition pair (partition p of both topics): stream clocks, join and
-//! windows. Plain data with methods, no I/O, so it is unit-tested without a runtime and
-//! checkpointed whole with its offsets.
+//! All state for one partition pair (partition p of both topics): stream clocks, repeated
+//! ids, join and windows. Plain data with methods, no I/O, so it is unit-tested without a
+//! runtime and checkpointed whole with its offsets.
 //!
-//! Lateness is judged per stream of the pair: an event earlier than its stream's horizon
-//! (max event time seen - out_of_orderness - allowed_lateness) is too late. A horizon that
-//! spanned all partitions would make "too late" depend on how the consumer interleaved its
-//! fetches, which no replay or offline recomputation could reproduce; per pair it depends
-//! only on each partition's order, which Kafka fixes.
+//! Every decision here is a function of each topic-partition's own order (README,
+//! Semantics), never of how the consumer interleaved the two topics or of the wall clock:
+//! - lateness is judged against the event's own stream's clock;
+//! - a survey is attributed among contacts that arrived before the contact floor passed its
+//!   deadline, so a contact arriving later is excluded whenever it is processed;
+//! - a window's own row holds only on-time events, and closes only once no on-time event or
+//!   pending survey can still change it; late events go to correction rows of their own.
+//!
+//! So a stall, a restart or a different batch boundary can change *when* rows are written,
+//! but not what they finally hold.
 
 use super::Settings;
-use crate::join::{JoinState, Resolved};
+use crate::ingest::dedup::{IdSet, Repeat};
+use crate::join::{JoinState, Pending, Resolved, Settled};
 use crate::model::{Interaction, Stream, Survey};
-use crate::window::{WindowState, WindowUpdate};
+use crate::window::aggregate::Partial;
+use crate::window::{correction_id, WindowState, WindowUpdate};
 use serde::{Deserialize, Serialize};
 
-use super::dims;
+use super::dims::{self, Handled};
 
 /// Event-time progress of one stream of the pair.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct StreamClock {
     pub max_event_ms: Option<i64>,
-    /// Events before this are too late. Only grows.
+    /// Events before this are late (corrections). Only grows.
     pub floor_ms: i64,
     /// Next Kafka offset to fold; everything below is in this state.
     pub next_offset: i64,
@@ -36,18 +43,37 @@ impl Default for StreamClock {
     }
 }
 
-/// An event rejected because its window can no longer be revised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooLate {
-    pub event_ms: i64,
-    pub floor_ms: i64,
+impl StreamClock {
+    /// Events before this are too late. Only grows.
+    pub fn horizon_ms(&self, st: &Settings) -> i64 {
+        self.max_event_ms
+            .map_or(i64::MIN, |m| m.saturating_sub(st.late_horizon_ms))
+    }
 }
 
-/// A survey whose attribution is settled, ready for the fact table.
+/// Why an event was not folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Behind its stream's late horizon.
+    TooLate { event_ms: i64, horizon_ms: i64 },
+    /// Its id was seen before in this partition.
+    Duplicate(Repeat),
+}
+
+/// How an accepted event was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    OnTime,
+    /// Behind its stream's floor, within the horizon: written as correction rows.
+    Late,
+}
+
+/// A survey fact: settled (`is_final`), or provisional at the end of a bounded run.
 #[derive(Debug)]
 pub struct SurveyFact {
     pub partition: i32,
     pub resolved: Resolved,
+    pub is_final: bool,
 }
 
 /// An accepted contact, ready for the fact table.
@@ -88,11 +114,20 @@ impl Outputs {
 pub struct PartitionState {
     pub partition: i32,
     pub clocks: [StreamClock; 2],
+    seen: [IdSet; 2],
     join: JoinState,
     windows: WindowState,
-    /// Set by the source when a stream has been caught up and quiet for the idle timeout.
-    #[serde(skip)]
-    pub idle: [bool; 2],
+}
+
+fn survey_partial(s: &Survey, attributed: bool) -> Partial {
+    Partial::survey(s.nps_score, s.csat_score, attributed)
+}
+
+fn contact_partial(i: &Interaction) -> Partial {
+    let ms = |x: i64| u64::try_from(x).unwrap_or(0);
+    let mut p = Partial::default();
+    p.add_contact(ms(i.talk_ms), ms(i.hold_ms), ms(i.wrap_ms));
+    p
 }
 
 impl PartitionState {
@@ -100,9 +135,9 @@ impl PartitionState {
         PartitionState {
             partition,
             clocks: [StreamClock::default(); 2],
+            seen: [IdSet::default(), IdSet::default()],
             join: JoinState::default(),
             windows: WindowState::default(),
-            idle: [false; 2],
         }
     }
 
@@ -114,6 +149,11 @@ impl PartitionState {
         &self.windows
     }
 
+    /// Ids remembered for duplicate detection, both streams.
+    pub fn ids_len(&self) -> usize {
+        self.seen[0].len() + self.seen[1].len()
+    }
+
     /// Every open window row, for summaries.
     pub fn window_snapshot(
         &mut self,
@@ -122,89 +162,145 @@ impl PartitionState {
         self.windows.snapshot(&st.window)
     }
 
-    /// Checks lateness and moves the stream's clock. Offsets at or past `next_offset` only.
+    /// Row version for emissions now: grows with the offsets folded, so a later state of a
+    /// row always replaces an earlier one, even when a revision made it smaller.
+    fn version(&self, is_final: bool) -> u64 {
+        let off = |s: Stream| u64::try_from(self.clocks[s as usize].next_offset).unwrap_or(0);
+        off(Stream::Survey)
+            .saturating_add(off(Stream::Interaction))
+            .saturating_mul(2)
+            .saturating_add(u64::from(is_final))
+    }
+
+    /// Lateness, then repeats, then the clock. Rejected events never move a clock.
     fn accept(
         &mut self,
         stream: Stream,
         offset: i64,
         t: i64,
+        id: &str,
+        content: &[u8],
         st: &Settings,
-    ) -> Result<(), TooLate> {
+    ) -> Result<Accepted, Rejected> {
         let c = &mut self.clocks[stream as usize];
-        c.next_offset = c.next_offset.max(offset + 1);
-        if t < c.floor_ms {
-            return Err(TooLate {
+        c.next_offset = c.next_offset.max(offset.saturating_add(1));
+        let horizon_ms = c.horizon_ms(st);
+        if t < horizon_ms {
+            return Err(Rejected::TooLate {
                 event_ms: t,
-                floor_ms: c.floor_ms,
+                horizon_ms,
             });
+        }
+        self.seen[stream as usize]
+            .check(id, content, t, horizon_ms, st.limits.max_ids)
+            .map_err(Rejected::Duplicate)?;
+        if t < c.floor_ms {
+            return Ok(Accepted::Late);
         }
         let max = c.max_event_ms.map_or(t, |m| m.max(t));
         c.max_event_ms = Some(max);
-        c.floor_ms = c
-            .floor_ms
-            .max(max.saturating_sub(st.out_of_orderness_ms + st.allowed_lateness_ms));
-        Ok(())
+        c.floor_ms = c.floor_ms.max(
+            max.saturating_sub(st.out_of_orderness_ms)
+                .saturating_sub(st.allowed_lateness_ms),
+        );
+        Ok(Accepted::OnTime)
     }
 
     /// Marks an offset as seen without folding anything (a dead-lettered message).
     pub fn skip(&mut self, stream: Stream, offset: i64) {
         let c = &mut self.clocks[stream as usize];
-        c.next_offset = c.next_offset.max(offset + 1);
+        c.next_offset = c.next_offset.max(offset.saturating_add(1));
     }
 
+    /// `content` is the event's canonical encoding, compared when its id repeats.
     pub fn on_survey(
         &mut self,
         s: Survey,
         offset: i64,
+        content: &[u8],
         st: &Settings,
         out: &mut Outputs,
-    ) -> Result<(), TooLate> {
-        self.accept(Stream::Survey, offset, s.submitted_at_ms, st)?;
-        if let Some(forced) = self.join.add_survey(s, &st.join) {
-            fold_survey(&mut self.windows, self.partition, forced, st, out);
+    ) -> Result<Accepted, Rejected> {
+        let t = s.submitted_at_ms;
+        let how = self.accept(Stream::Survey, offset, t, &s.response_id, content, st)?;
+        let floor = self.clocks[Stream::Survey as usize].floor_ms;
+        let pending = Pending {
+            lo_ms: t.max(floor).saturating_sub(st.join.lookback_ms),
+            late: how == Accepted::Late,
+            survey: s,
+            offset,
+        };
+        // On time: counted at once as unattributed, moved to its segment when it settles.
+        // Not under the answer the contacts read so far give: that depends on how the
+        // consumer interleaved the topics, and a row only such an answer created would
+        // outlive a crash with nothing left to replace it. Late: counted once settled, in
+        // correction rows.
+        if how == Accepted::OnTime {
+            let p = survey_partial(&pending.survey, false);
+            self.windows
+                .add(t, &dims::survey(&pending.survey, None), &st.window, |x| {
+                    x.merge(&p)
+                });
         }
-        Ok(())
+        if let Some(forced) = self.join.park(pending, &st.join) {
+            self.settled(forced, st, out);
+        }
+        Ok(how)
     }
 
     pub fn on_interaction(
         &mut self,
         i: Interaction,
         offset: i64,
+        content: &[u8],
         st: &Settings,
         out: &mut Outputs,
-    ) -> Result<(), TooLate> {
-        self.accept(Stream::Interaction, offset, i.ended_at_ms, st)?;
-        out.join_evicted += self.join.add_contact(&i, &st.join) as u64;
-        let (talk, hold, wrap) = (i.talk_ms as u64, i.hold_ms as u64, i.wrap_ms as u64);
-        self.windows
-            .add(i.ended_at_ms, &dims::contact(&i), &st.window, |p| {
-                p.add_contact(talk, hold, wrap)
-            });
+    ) -> Result<Accepted, Rejected> {
+        let floor_before = self.clocks[Stream::Interaction as usize].floor_ms;
+        let how = self.accept(
+            Stream::Interaction,
+            offset,
+            i.ended_at_ms,
+            &i.interaction_id,
+            content,
+            st,
+        )?;
+        out.join_evicted += self.join.add_contact(&i, floor_before, &st.join) as u64;
+        let p = contact_partial(&i);
+        let d = dims::contact(&i);
+        match how {
+            Accepted::OnTime => self
+                .windows
+                .add(i.ended_at_ms, &d, &st.window, |x| x.merge(&p)),
+            Accepted::Late => {
+                let (part, rev) = (self.partition, correction_id(Stream::Interaction, offset));
+                self.windows
+                    .corrections(i.ended_at_ms, &d, &st.window, rev, &p, |u| {
+                        out.windows.push((part, u))
+                    });
+            }
+        }
         out.contacts.push(ContactFact {
             partition: self.partition,
             offset,
             interaction: i,
         });
-        Ok(())
+        Ok(how)
     }
 
     /// Settles surveys, closes windows and evicts contacts as far as the clocks allow.
     pub fn advance(&mut self, st: &Settings, out: &mut Outputs) {
-        for s in Stream::ALL {
-            if self.idle[s as usize] {
-                let other = self.clocks[s.other() as usize].floor_ms;
-                let c = &mut self.clocks[s as usize];
-                c.floor_ms = c.floor_ms.max(other);
-            }
-        }
         let contact_floor = self.clocks[Stream::Interaction as usize].floor_ms;
         let survey_floor = self.clocks[Stream::Survey as usize].floor_ms;
-        self.settle(contact_floor, st, out);
-        let pending = self.join.earliest_pending_ms(&st.join).unwrap_or(i64::MAX);
-        let p = self.partition;
+        for s in self.join.resolve_until(contact_floor, &st.join) {
+            self.settled(s, st, out);
+        }
+        let pending = self.join.earliest_pending_ms().unwrap_or(i64::MAX);
+        let (p, version) = (self.partition, self.version(true));
         self.windows.close_until(
             survey_floor.min(contact_floor).min(pending),
             &st.window,
+            version,
             |u| out.windows.push((p, u)),
         );
         self.join.evict_before(
@@ -214,57 +310,66 @@ impl PartitionState {
         );
     }
 
-    /// End of a bounded input: nothing more can arrive, so settle and close everything.
+    /// End of a bounded input: nothing is settled or closed that later input could still
+    /// change (a live run may follow). Pending surveys are written as provisional facts
+    /// with the answer the input so far gives; the windows keep them as unattributed until
+    /// they settle. Open windows go out at the next drain.
     pub fn finish(&mut self, st: &Settings, out: &mut Outputs) {
-        self.settle(i64::MAX, st, out);
-        let p = self.partition;
-        self.windows
-            .close_until(i64::MAX, &st.window, |u| out.windows.push((p, u)));
+        for s in self.join.refresh(&st.join) {
+            out.surveys.push(SurveyFact {
+                partition: self.partition,
+                resolved: Resolved {
+                    survey: s.pending.survey,
+                    attribution: s.attribution,
+                    forced: false,
+                },
+                is_final: false,
+            });
+        }
     }
 
-    fn settle(&mut self, contact_floor: i64, st: &Settings, out: &mut Outputs) {
-        let (windows, p) = (&mut self.windows, self.partition);
-        self.join.resolve_until(contact_floor, &st.join, |r| {
-            fold_survey(windows, p, r, st, out)
+    /// Moves a settled survey's window contribution if its attribution changed (on time),
+    /// or writes its correction rows (late), and queues its fact.
+    fn settled(&mut self, s: Settled, st: &Settings, out: &mut Outputs) {
+        let survey = &s.pending.survey;
+        let t = survey.submitted_at_ms;
+        let now = s.attribution.as_ref().map(Handled::from);
+        if !s.pending.late && now.is_some() {
+            let old = survey_partial(survey, false);
+            self.windows
+                .remove(t, &dims::survey(survey, None), &st.window, &old);
+            let new = survey_partial(survey, now.is_some());
+            self.windows
+                .add(t, &dims::survey(survey, now), &st.window, |x| x.merge(&new));
+        } else if s.pending.late {
+            let p = survey_partial(survey, now.is_some());
+            let (part, rev) = (
+                self.partition,
+                correction_id(Stream::Survey, s.pending.offset),
+            );
+            self.windows
+                .corrections(t, &dims::survey(survey, now), &st.window, rev, &p, |u| {
+                    out.windows.push((part, u))
+                });
+        }
+        out.surveys.push(SurveyFact {
+            partition: self.partition,
+            resolved: Resolved {
+                survey: s.pending.survey,
+                attribution: s.attribution,
+                forced: s.forced,
+            },
+            is_final: true,
         });
     }
 
     /// Emits open windows changed since the last flush.
     pub fn drain(&mut self, st: &Settings, out: &mut Outputs) {
-        let p = self.partition;
+        let (p, version) = (self.partition, self.version(false));
         self.windows
-            .drain_dirty(&st.window, |u| out.windows.push((p, u)));
-    }
-
-    /// Checkpoint encoding. Includes offsets, so state and position restore together.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_allocvec(self)
-    }
-
-    pub fn from_bytes(b: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(b)
+            .drain_dirty(&st.window, version, |u| out.windows.push((p, u)));
     }
 }
 
-/// Folds a settled survey into the windows and queues its fact row.
-fn fold_survey(
-    windows: &mut WindowState,
-    partition: i32,
-    r: Resolved,
-    st: &Settings,
-    out: &mut Outputs,
-) {
-    let dims = dims::survey(&r.survey, r.attribution.as_ref());
-    let (nps, csat, attributed) = (
-        r.survey.nps_score,
-        r.survey.csat_score,
-        r.attribution.is_some(),
-    );
-    windows.add(r.survey.submitted_at_ms, &dims, &st.window, |p| {
-        p.add_survey(nps, csat, attributed)
-    });
-    out.surveys.push(SurveyFact {
-        partition,
-        resolved: r,
-    });
-}
+#[cfg(test)]
+mod tests;

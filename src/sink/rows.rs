@@ -34,6 +34,7 @@ pub struct SurveyRow {
     pub bucket: String,
     pub category: String,
     pub source_partition: i32,
+    pub is_final: u8,
 }
 
 impl From<&SurveyFact> for SurveyRow {
@@ -72,6 +73,7 @@ impl From<&SurveyFact> for SurveyRow {
             bucket: un(|a| &a.bucket),
             category: un(|a| &a.category),
             source_partition: f.partition,
+            is_final: u8::from(f.is_final),
         }
     }
 }
@@ -143,6 +145,7 @@ pub struct WindowRow {
     pub tier: String,
     pub bucket: String,
     pub source_partition: i32,
+    pub revision: u64,
     pub version: u64,
     pub is_final: u8,
     pub responses: u64,
@@ -184,7 +187,8 @@ impl WindowRow {
             tier: d(5),
             bucket: d(6),
             source_partition: partition,
-            version: u.version(),
+            version: u.version,
+            revision: u.revision,
             is_final: u8::from(u.is_final),
             responses: p.responses,
             nps_n: p.nps_n,

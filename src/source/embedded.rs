@@ -5,6 +5,7 @@
 use super::Flusher;
 use crate::codec::{Decoder, Schemas, WireFormat};
 use crate::generator::{generate, hash, Encoder, GenConfig};
+use crate::ingest::{Ingest, Message};
 use crate::model::{Stream, UNATTRIBUTED, UNKNOWN};
 use crate::pipeline::partition::Outputs;
 use crate::pipeline::{Core, Settings};
@@ -120,6 +121,13 @@ pub async fn run(
     dec.preload_unknown(Stream::Survey, crate::generator::UNKNOWN_SCHEMA_ID);
     dec.preload_unknown(Stream::Interaction, crate::generator::UNKNOWN_SCHEMA_ID);
     let mut core = Core::new(settings);
+    let mut ingest = Ingest::new(
+        flusher.metrics.clone(),
+        [
+            Stream::Survey.label().into(),
+            Stream::Interaction.label().into(),
+        ],
+    );
     let mut summary = DemoSummary::default();
     let mut offsets: HashMap<(Stream, i32), i64> = HashMap::new();
     let tty = std::io::stdout().is_terminal();
@@ -140,24 +148,18 @@ pub async fn run(
             let offset = *off;
             *off += 1;
             let payload = enc.encode(g).map_err(|e| e.to_string())?;
-            summary.processed += 1;
-            match dec.decode(g.stream, &payload) {
-                Ok(ev) => {
-                    if core.process(p, offset, ev).is_err() {
-                        summary.late += 1;
-                        summary.dead_lettered += 1;
-                    }
-                }
-                Err(e) => {
-                    core.skip(g.stream, p, offset);
-                    summary.dead_lettered += 1;
-                    flusher
-                        .metrics
-                        .dead_lettered
-                        .with_label_values(&[e.reason()])
-                        .inc();
-                }
-            }
+            let msg = Message {
+                stream: g.stream,
+                partition: p,
+                offset,
+                // No broker here: only the fixed event-time bounds apply.
+                timestamp_ms: None,
+                payload: &payload,
+            };
+            // Schemas are preloaded, so nothing here waits on a registry.
+            ingest
+                .ingest(&mut dec, &mut core, &msg)
+                .map_err(|e| e.to_string())?;
         }
         if done || last_refresh.elapsed() >= opts.refresh {
             if done {
@@ -168,6 +170,9 @@ pub async fn run(
             let out = core.take_outputs();
             flusher.write(&out).await.map_err(|e| e.to_string())?;
             summary.fold(&out);
+            let t = ingest.tally;
+            (summary.processed, summary.dead_lettered, summary.late) =
+                (t.consumed, t.dead_lettered, t.late);
             let text = summary.render();
             let mut so = std::io::stdout().lock();
             let _ = if tty {

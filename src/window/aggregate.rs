@@ -26,57 +26,92 @@ pub struct Partial {
 impl Partial {
     /// Folds one survey answer. Scores are validated upstream (NPS 0-10, CSAT 1-5).
     pub fn add_survey(&mut self, nps: Option<u8>, csat: Option<u8>, attributed: bool) {
-        self.responses += 1;
+        self.merge(&Partial::survey(nps, csat, attributed));
+    }
+
+    /// One survey answer on its own, so it can be added to one row and taken out of another
+    /// when a revision moves it.
+    pub fn survey(nps: Option<u8>, csat: Option<u8>, attributed: bool) -> Partial {
+        let mut p = Partial {
+            responses: 1,
+            attributed: u64::from(attributed),
+            ..Partial::default()
+        };
         if let Some(n) = nps {
-            self.nps_n += 1;
-            match n {
-                9..=10 => self.promoters += 1,
-                7..=8 => self.passives += 1,
-                _ => self.detractors += 1,
+            p.nps_n = 1;
+            match crate::model::NpsClass::of(n) {
+                crate::model::NpsClass::Promoter => p.promoters = 1,
+                crate::model::NpsClass::Passive => p.passives = 1,
+                crate::model::NpsClass::Detractor => p.detractors = 1,
             }
         }
         if let Some(c) = csat {
-            self.csat_n += 1;
-            self.csat_sum += u64::from(c);
-            if c >= 4 {
-                self.csat_satisfied += 1;
-            }
+            p.csat_n = 1;
+            p.csat_sum = u64::from(c);
+            p.csat_satisfied = u64::from(c >= 4);
         }
-        if attributed {
-            self.attributed += 1;
-        }
+        p
     }
 
-    /// Folds one contact. Durations are validated non-negative upstream.
+    /// Folds one contact. Durations are validated upstream (non-negative, at most
+    /// `ingest.max_duration`); the sums saturate rather than wrap regardless.
     pub fn add_contact(&mut self, talk_ms: u64, hold_ms: u64, wrap_ms: u64) {
-        self.contacts += 1;
-        self.talk_ms += talk_ms;
-        self.hold_ms += hold_ms;
-        self.wrap_ms += wrap_ms;
-        self.handle_ms += talk_ms + hold_ms + wrap_ms;
+        self.merge(&Partial {
+            contacts: 1,
+            talk_ms,
+            hold_ms,
+            wrap_ms,
+            handle_ms: talk_ms.saturating_add(hold_ms).saturating_add(wrap_ms),
+            ..Partial::default()
+        });
+    }
+
+    fn fields_mut(&mut self) -> [&mut u64; 14] {
+        [
+            &mut self.responses,
+            &mut self.nps_n,
+            &mut self.promoters,
+            &mut self.passives,
+            &mut self.detractors,
+            &mut self.csat_n,
+            &mut self.csat_satisfied,
+            &mut self.csat_sum,
+            &mut self.attributed,
+            &mut self.contacts,
+            &mut self.handle_ms,
+            &mut self.talk_ms,
+            &mut self.hold_ms,
+            &mut self.wrap_ms,
+        ]
+    }
+
+    fn fields(&self) -> [u64; 14] {
+        let mut c = *self;
+        c.fields_mut().map(|x| *x)
     }
 
     pub fn merge(&mut self, o: &Partial) {
-        self.responses += o.responses;
-        self.nps_n += o.nps_n;
-        self.promoters += o.promoters;
-        self.passives += o.passives;
-        self.detractors += o.detractors;
-        self.csat_n += o.csat_n;
-        self.csat_satisfied += o.csat_satisfied;
-        self.csat_sum += o.csat_sum;
-        self.attributed += o.attributed;
-        self.contacts += o.contacts;
-        self.handle_ms += o.handle_ms;
-        self.talk_ms += o.talk_ms;
-        self.hold_ms += o.hold_ms;
-        self.wrap_ms += o.wrap_ms;
+        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
+            *a = a.saturating_add(b);
+        }
     }
 
-    /// Events folded so far. Only ever grows, which makes it the row version: the complete
-    /// state of a window has the highest count, so ReplacingMergeTree keeps it under replay.
+    /// Takes out what an earlier `merge` put in (a revised survey leaving its old segment).
+    pub fn subtract(&mut self, o: &Partial) {
+        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
+            debug_assert!(*a >= b, "subtracting more than was added");
+            *a = a.saturating_sub(b);
+        }
+    }
+
+    /// Events folded (responses and contacts).
     pub fn events(&self) -> u64 {
-        self.responses + self.contacts
+        self.responses.saturating_add(self.contacts)
+    }
+
+    /// Whether every count is zero: a row a revision emptied.
+    pub fn is_zero(&self) -> bool {
+        self.fields().iter().all(|&x| x == 0)
     }
 
     /// NPS in [-100, 100], or None with no NPS answers.

@@ -1,9 +1,14 @@
 //! Event-time tumbling windows over configured grouping sets, for one partition pair.
 //!
-//! Every accepted event is folded into one window per configured size and one row per
+//! Every on-time event is folded into one window per configured size and one row per
 //! grouping set. Windows are emitted while open (so boards show the current hour) and once
-//! more, marked final, when the partition's horizon passes their end. The row version grows
-//! with every event folded, so the newest state always wins in ReplacingMergeTree.
+//! more, marked final, when the partition's clocks pass their end. The caller supplies the
+//! row version (it grows with the input offsets), so the newest state wins in
+//! ReplacingMergeTree even when a revision takes a survey out of a row.
+//!
+//! Late events (behind their stream's floor, within the late horizon) never touch these
+//! rows: each one is written as its own *correction* rows, keyed by the event's source
+//! offset, so they are idempotent under replay and need no memory once written.
 
 pub mod aggregate;
 pub mod segments;
@@ -74,13 +79,16 @@ pub struct WindowUpdate {
     pub key: WindowKey,
     pub partial: Partial,
     pub is_final: bool,
+    /// Larger wins in ReplacingMergeTree.
+    pub version: u64,
+    /// 0 for the window's own row; otherwise the id of the late event this correction
+    /// row holds (see [`correction_id`]).
+    pub revision: u64,
 }
 
-impl WindowUpdate {
-    /// Grows with every event folded; a final emission beats the open one of equal count.
-    pub fn version(&self) -> u64 {
-        self.partial.events() * 2 + u64::from(self.is_final)
-    }
+/// The correction-row id of a late event: unique per source record, the same on replay.
+pub fn correction_id(stream: crate::model::Stream, offset: i64) -> u64 {
+    (u64::try_from(offset).unwrap_or(0) << 1 | stream as u64).saturating_add(1)
 }
 
 /// One open row: its state and whether it changed since it was last emitted.
@@ -102,6 +110,8 @@ pub struct WindowState {
     segments: Segments,
     /// (start of the gcd-sized cell, group key) -> events since the last roll-up.
     buffer: FxHashMap<(i64, u32), Partial>,
+    /// Revisions since the last roll-up: what to take out of rows (applied after `buffer`).
+    removals: FxHashMap<(i64, u32), Partial>,
     /// Per window size (ms), its open windows.
     open: Vec<(i64, Ends)>,
     dirty: Vec<(i64, i64, u32)>,
@@ -167,6 +177,43 @@ impl WindowState {
         }
     }
 
+    /// Takes an earlier `add` back out (its survey was re-attributed). Only for events whose
+    /// windows are still open, which pending surveys guarantee by holding closing back.
+    pub fn remove(
+        &mut self,
+        t: i64,
+        dims: &[&str; DIMENSIONS.len()],
+        cfg: &WindowConfig,
+        p: &Partial,
+    ) {
+        let cell = window_start(t, cfg.cell_ms());
+        for &k in self.segments.keys_for(dims, &cfg.groupings) {
+            self.removals.entry((cell, k)).or_default().merge(p);
+        }
+    }
+
+    /// Correction rows for one late event: its own contribution, in every size x grouping,
+    /// final at once (nothing else is ever folded into them).
+    pub fn corrections(
+        &mut self,
+        t: i64,
+        dims: &[&str; DIMENSIONS.len()],
+        cfg: &WindowConfig,
+        revision: u64,
+        p: &Partial,
+        mut emit: impl FnMut(WindowUpdate),
+    ) {
+        let keys = self.segments.keys_for(dims, &cfg.groupings).to_vec();
+        for &size in &cfg.sizes_ms {
+            let end = window_start(t, size).saturating_add(size);
+            for &k in &keys {
+                let mut u = self.update(size, end, k, *p, true, 1);
+                u.revision = revision;
+                emit(u);
+            }
+        }
+    }
+
     fn size_mut(&mut self, size: i64) -> &mut Ends {
         let i = match self.open.iter().position(|(s, _)| *s == size) {
             Some(i) => i,
@@ -180,28 +227,35 @@ impl WindowState {
 
     /// Moves the buffer into the open windows of every size.
     fn roll_up(&mut self, cfg: &WindowConfig) {
-        if self.buffer.is_empty() {
+        if self.buffer.is_empty() && self.removals.is_empty() {
             return;
         }
         let buffer = std::mem::take(&mut self.buffer);
-        for &size in &cfg.sizes_ms {
-            let mut new_rows = 0;
-            let mut dirty = Vec::new();
-            let ends = self.size_mut(size);
-            for (&(cell, key), p) in &buffer {
-                let end = window_start(cell, size) + size;
-                let slot = ends.entry(end).or_default().entry(key).or_insert_with(|| {
-                    new_rows += 1;
-                    Slot::default()
-                });
-                slot.partial.merge(p);
-                if !slot.dirty {
-                    slot.dirty = true;
-                    dirty.push((size, end, key));
+        let removals = std::mem::take(&mut self.removals);
+        for (changes, take_out) in [(&buffer, false), (&removals, true)] {
+            for &size in &cfg.sizes_ms {
+                let mut new_rows = 0;
+                let mut dirty = Vec::new();
+                let ends = self.size_mut(size);
+                for (&(cell, key), p) in changes {
+                    let end = window_start(cell, size).saturating_add(size);
+                    let slot = ends.entry(end).or_default().entry(key).or_insert_with(|| {
+                        new_rows += 1;
+                        Slot::default()
+                    });
+                    if take_out {
+                        slot.partial.subtract(p);
+                    } else {
+                        slot.partial.merge(p);
+                    }
+                    if !slot.dirty {
+                        slot.dirty = true;
+                        dirty.push((size, end, key));
+                    }
                 }
+                self.open_rows += new_rows;
+                self.dirty.extend(dirty);
             }
-            self.open_rows += new_rows;
-            self.dirty.extend(dirty);
         }
         // Reuse the allocation for the next batch.
         let mut buffer = buffer;
@@ -216,6 +270,7 @@ impl WindowState {
         key: u32,
         partial: Partial,
         is_final: bool,
+        version: u64,
     ) -> WindowUpdate {
         let (grouping, dims) = self.segments.resolve(key);
         WindowUpdate {
@@ -227,11 +282,18 @@ impl WindowState {
             },
             partial,
             is_final,
+            version,
+            revision: 0,
         }
     }
 
-    /// Emits every window changed since the last call.
-    pub fn drain_dirty(&mut self, cfg: &WindowConfig, mut emit: impl FnMut(WindowUpdate)) {
+    /// Emits every window changed since the last call, at `version`.
+    pub fn drain_dirty(
+        &mut self,
+        cfg: &WindowConfig,
+        version: u64,
+        mut emit: impl FnMut(WindowUpdate),
+    ) {
         self.roll_up(cfg);
         for (size, end, key) in std::mem::take(&mut self.dirty) {
             let slot = self
@@ -243,16 +305,17 @@ impl WindowState {
             if let Some(slot) = slot {
                 slot.dirty = false;
                 let p = slot.partial;
-                emit(self.update(size, end, key, p, false));
+                emit(self.update(size, end, key, p, false, version));
             }
         }
     }
 
-    /// Emits as final and forgets every window ending at or before `floor`.
+    /// Emits as final (at `version`) and forgets every window ending at or before `floor`.
     pub fn close_until(
         &mut self,
         floor: i64,
         cfg: &WindowConfig,
+        version: u64,
         mut emit: impl FnMut(WindowUpdate),
     ) {
         self.roll_up(cfg);
@@ -273,7 +336,7 @@ impl WindowState {
         closed.sort_unstable_by_key(|&(size, end, k, _)| (end, size, k));
         self.open_rows -= closed.len();
         for (size, end, key, p) in closed {
-            emit(self.update(size, end, key, p, true));
+            emit(self.update(size, end, key, p, true, version));
         }
     }
 
@@ -284,7 +347,7 @@ impl WindowState {
         for (size, ends) in &self.open {
             for (&end, rows) in ends {
                 for (&k, slot) in rows {
-                    let u = self.update(*size, end, k, slot.partial, false);
+                    let u = self.update(*size, end, k, slot.partial, false, 0);
                     v.push((u.key, u.partial));
                 }
             }
@@ -299,6 +362,7 @@ impl WindowState {
 struct Saved {
     rows: Vec<(WindowKey, Partial, bool)>,
     buffer: Vec<(i64, WindowKey, Partial)>,
+    removals: Vec<(i64, WindowKey, Partial)>,
 }
 
 impl Serialize for WindowState {
@@ -307,17 +371,22 @@ impl Serialize for WindowState {
         for (size, ends) in &self.open {
             for (&end, r) in ends {
                 for (&k, slot) in r {
-                    let u = self.update(*size, end, k, slot.partial, false);
+                    let u = self.update(*size, end, k, slot.partial, false, 0);
                     rows.push((u.key, u.partial, slot.dirty));
                 }
             }
         }
-        let buffer = self
-            .buffer
-            .iter()
-            .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, *p, false).key, *p))
-            .collect();
-        Saved { rows, buffer }.serialize(s)
+        let cells = |m: &FxHashMap<(i64, u32), Partial>| -> Vec<(i64, WindowKey, Partial)> {
+            m.iter()
+                .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, *p, false, 0).key, *p))
+                .collect()
+        };
+        Saved {
+            rows,
+            buffer: cells(&self.buffer),
+            removals: cells(&self.removals),
+        }
+        .serialize(s)
     }
 }
 
@@ -340,6 +409,10 @@ impl<'de> Deserialize<'de> for WindowState {
         for (cell, key, p) in saved.buffer {
             let k = w.segments.intern(key.grouping, &key.dims);
             w.buffer.entry((cell, k)).or_default().merge(&p);
+        }
+        for (cell, key, p) in saved.removals {
+            let k = w.segments.intern(key.grouping, &key.dims);
+            w.removals.entry((cell, k)).or_default().merge(&p);
         }
         Ok(w)
     }

@@ -2,11 +2,10 @@
 //! own topics, consumer group, registry subjects and ClickHouse database), the pipeline binary
 //! as a child process, and the comparison of everything it wrote with the independent oracle.
 
-use super::oracle::{self, Landed, Params};
+use super::oracle::Params;
 use super::registry::TestEncoder;
 use cx_pipeline::codec::WireFormat;
 use cx_pipeline::generator::{generate, GenConfig, GenEvent};
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,12 +19,15 @@ pub struct Setup {
     pub topics: (String, String, String),
     pub config: tempfile::NamedTempFile,
     pub encoder: TestEncoder,
+    pub late_horizon_h: i64,
 }
 
 pub struct Opts<'a> {
     /// Another broker than the shared one (the broker-restart test runs its own).
     pub brokers: Option<&'a str>,
     pub checkpoint_interval: &'a str,
+    /// `window.late_horizon`, in hours.
+    pub late_horizon_h: i64,
 }
 
 impl Default for Opts<'_> {
@@ -33,11 +35,13 @@ impl Default for Opts<'_> {
         Opts {
             brokers: None,
             checkpoint_interval: "10s",
+            late_horizon_h: 2,
         }
     }
 }
 
 pub async fn setup(name: &str, opts: Opts<'_>) -> Setup {
+    started_ms();
     let brokers = opts
         .brokers
         .map_or_else(|| super::env("CXP_KAFKA_BROKERS"), str::to_string);
@@ -70,7 +74,6 @@ group_id = "{id}"
 survey_topic = "{}"
 interaction_topic = "{}"
 dead_letter_topic = "{}"
-idle_timeout = "1h"
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
@@ -85,6 +88,7 @@ max_wait = "10m"
 sizes = ["1m", "1h", "1d"]
 out_of_orderness = "30s"
 allowed_lateness = "5m"
+late_horizon = "{}h"
 grouping_sets = [[], ["region"], ["team"], ["channel", "bucket"], ["agent"], ["product", "tier"]]
 [clickhouse]
 url = "{ch}"
@@ -96,7 +100,7 @@ checkpoint_interval = "{}"
 [metrics]
 listen = ""
 "#,
-        topics.0, topics.1, topics.2, opts.checkpoint_interval
+        topics.0, topics.1, topics.2, opts.late_horizon_h, opts.checkpoint_interval
     );
     std::fs::write(config.path(), toml).unwrap_or_else(|e| panic!("{e}"));
     Setup {
@@ -106,13 +110,32 @@ listen = ""
         topics,
         config,
         encoder,
+        late_horizon_h: opts.late_horizon_h,
     }
 }
 
-pub fn params() -> Params {
+/// When this test process started; every record it produces is stamped later.
+pub fn started_ms() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(now_ms)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn params_for(late_horizon_h: i64) -> Params {
     Params {
         ooo_ms: 30_000,
         lateness_ms: 300_000,
+        late_horizon_ms: late_horizon_h * 3_600_000,
+        min_event_ms: 946_684_800_000,
+        max_future_skew_ms: 3_600_000,
+        max_duration_ms: 86_400_000,
+        record_ms: (started_ms(), now_ms()),
         max_wait_ms: 600_000,
         lookback_ms: 7 * 86_400_000,
         sizes_ms: vec![60_000, 3_600_000, 86_400_000],
@@ -310,151 +333,6 @@ pub async fn wait_exit(mut c: Child, limit: Duration) -> i32 {
 /// `scripts/services.sh`, for tests that start, kill and restart a broker of their own.
 pub fn services_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh")
-}
-
-/// Compares ClickHouse and the dead-letter topic with the oracle over the events that the
-/// consumer can see (`landed[i]` is None for an event produced in an aborted transaction):
-/// every window row read with FINAL, the survey facts, and the dead letters by reason.
-pub async fn check(s: &Setup, evs: &[GenEvent], landed: &[Option<(i32, i64)>]) {
-    assert_eq!(evs.len(), landed.len());
-    let l: Vec<Landed<'_>> = evs
-        .iter()
-        .zip(landed)
-        .filter_map(|(g, at)| {
-            at.map(|(partition, offset)| Landed {
-                partition,
-                offset,
-                g,
-            })
-        })
-        .collect();
-    let exp = oracle::expected(&l, &params());
-    let rows = super::window_rows(&s.ch, &s.db).await;
-    let mut got: BTreeMap<oracle::Key, oracle::Sums> = BTreeMap::new();
-    for r in &rows {
-        assert_eq!(r.is_final, 1, "bounded run leaves no open window: {r:?}");
-        let key = (
-            r.window_size_s,
-            r.window_start,
-            r.grouping.clone(),
-            [
-                r.region.clone(),
-                r.channel.clone(),
-                r.team.clone(),
-                r.agent.clone(),
-                r.product.clone(),
-                r.tier.clone(),
-                r.bucket.clone(),
-            ],
-            r.source_partition,
-        );
-        let sums = [
-            r.responses,
-            r.nps_n,
-            r.promoters,
-            r.passives,
-            r.detractors,
-            r.csat_n,
-            r.csat_satisfied,
-            r.csat_sum,
-            r.attributed,
-            r.contacts,
-            r.handle_ms,
-            r.talk_ms,
-            r.hold_ms,
-            r.wrap_ms,
-        ];
-        assert!(
-            got.insert(key.clone(), sums).is_none(),
-            "duplicate row after FINAL: {key:?}"
-        );
-    }
-    let missing: Vec<_> = exp
-        .rows
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !exp.rows.contains_key(*k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}\nextra {extra:?}"
-    );
-    let wrong: Vec<_> = exp
-        .rows
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .take(5)
-        .map(|(k, v)| (k, v, got.get(k)))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "rows differ (key, expected, got): {wrong:#?}"
-    );
-    assert!(
-        exp.rows.len() > 5_000,
-        "a meaningful number of rows: {}",
-        exp.rows.len()
-    );
-
-    // Dead letters: exactly the visible malformed messages plus the too-late ones, each once.
-    let dl = super::read_dead_letters(&s.brokers, &s.topics.2);
-    let mut by_reason: HashMap<String, usize> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (reason, topic, p, o) in &dl {
-        if seen.insert((topic.clone(), *p, *o)) {
-            *by_reason.entry(reason.clone()).or_default() += 1;
-        }
-    }
-    let mut want: HashMap<String, usize> = HashMap::new();
-    for (g, _) in evs.iter().zip(landed).filter(|(_, at)| at.is_some()) {
-        if let Some(m) = g.malformed {
-            *want.entry(m.reason().to_string()).or_default() += 1;
-        }
-    }
-    if exp.too_late > 0 {
-        want.insert("too_late".into(), exp.too_late);
-    }
-    assert_eq!(by_reason, want, "dead letters by reason");
-    assert!(
-        exp.too_late > 5,
-        "the data set exercises lateness: {}",
-        exp.too_late
-    );
-    // Facts: one row per accepted survey (column 0 of the overall daily rows counts them)
-    // and per accepted contact (column 9).
-    let facts = |col: usize| -> u64 {
-        exp.rows
-            .iter()
-            .filter(|(k, _)| k.0 == 86_400 && k.2.is_empty())
-            .map(|(_, v)| v[col])
-            .sum()
-    };
-    let surveys = super::count(
-        &s.ch,
-        &format!("SELECT count() FROM {}.survey_facts FINAL", s.db),
-    )
-    .await;
-    assert_eq!(surveys, facts(0), "survey facts");
-    let contacts = super::count(
-        &s.ch,
-        &format!("SELECT count() FROM {}.interaction_facts FINAL", s.db),
-    )
-    .await;
-    assert_eq!(contacts, facts(9), "contact facts");
-    eprintln!(
-        "checked {} window rows, {} dead letters ({} distinct), {} too late, {} surveys, {} contacts",
-        rows.len(),
-        dl.len(),
-        seen.len(),
-        exp.too_late,
-        surveys,
-        contacts
-    );
 }
 
 /// `landed` for a run where every event is visible.

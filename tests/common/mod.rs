@@ -3,6 +3,7 @@
 //! Confluent-compatible API (CXP_SCHEMA_REGISTRY_URL) and ClickHouse (CXP_CLICKHOUSE_URL).
 #![allow(dead_code)]
 
+pub mod check;
 pub mod harness;
 pub mod oracle;
 pub mod registry;
@@ -285,6 +286,21 @@ pub async fn window_rows(url: &str, db: &str) -> Vec<WindowRow> {
         .fetch_all::<WindowRow>()
         .await
         .unwrap_or_else(|e| panic!("read window_aggregates: {e}"))
+}
+
+/// (response_id, attributed interaction_id or '', is_final) of every survey fact.
+pub async fn survey_facts(url: &str, db: &str) -> Vec<(String, String, u8)> {
+    let client = clickhouse::Client::default()
+        .with_url(url)
+        .with_compression(clickhouse::Compression::None)
+        .with_validation(false);
+    client
+        .query(&format!(
+            "SELECT response_id, interaction_id, is_final FROM {db}.survey_facts FINAL"
+        ))
+        .fetch_all::<(String, String, u8)>()
+        .await
+        .unwrap_or_else(|e| panic!("read survey_facts: {e}"))
 }
 
 pub async fn count(url: &str, sql: &str) -> u64 {

@@ -9,11 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Params {
     pub ooo_ms: i64,
     pub lateness_ms: i64,
+    pub late_horizon_ms: i64,
     pub max_wait_ms: i64,
     pub lookback_ms: i64,
     pub sizes_ms: Vec<i64>,
     /// Each grouping as the list of dimension names, in column order.
     pub groupings: Vec<Vec<&'static str>>,
+    /// `[ingest]`: min event time, max future skew, max duration.
+    pub min_event_ms: i64,
+    pub max_future_skew_ms: i64,
+    pub max_duration_ms: i64,
+    /// Every record's Kafka timestamp lies in this range (the test's produce times).
+    pub record_ms: (i64, i64),
 }
 
 /// (size_s, start_s, grouping, [region, channel, team, agent, product, tier, bucket], partition)
@@ -23,8 +30,13 @@ pub type Key = (u32, u32, String, [String; 7], i32);
 pub type Sums = [u64; 14];
 
 pub struct Expected {
+    /// Summed over revisions; rows that sum to zero are absent.
     pub rows: BTreeMap<Key, Sums>,
-    pub too_late: usize,
+    /// Dead letters by reason (decode reasons come from the generator's malformed kinds).
+    pub rejected: HashMap<String, usize>,
+    /// response_id -> (attributed interaction id, settled).
+    pub surveys: BTreeMap<String, (Option<String>, bool)>,
+    pub contacts: usize,
 }
 
 pub struct Landed<'a> {
@@ -36,44 +48,119 @@ pub struct Landed<'a> {
 const COLS: [&str; 7] = [
     "region", "channel", "team", "agent", "product", "tier", "bucket",
 ];
+/// ClickHouse DateTime's last second, in ms.
+const MAX_EVENT_MS: i64 = 4_294_967_295_000;
 
-pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
-    // 1. Lateness, per topic-partition in offset order.
-    let mut by_tp: HashMap<(Stream, i32), Vec<&Landed<'_>>> = HashMap::new();
-    for l in events.iter().filter(|l| l.g.malformed.is_none()) {
-        by_tp.entry((l.g.stream, l.partition)).or_default().push(l);
+fn time_of(e: &Event) -> i64 {
+    match e {
+        Event::Survey(s) => s.submitted_at_ms,
+        Event::Interaction(i) => i.ended_at_ms,
     }
-    let mut accepted: Vec<&Landed<'_>> = Vec::new();
-    let mut too_late = 0;
-    for list in by_tp.values_mut() {
-        list.sort_by_key(|l| l.offset);
-        let mut max: Option<i64> = None;
-        for l in list.iter() {
-            let t = match &l.g.event {
-                Event::Survey(s) => s.submitted_at_ms,
-                Event::Interaction(i) => i.ended_at_ms,
-            };
-            if matches!(max, Some(m) if t < m - p.ooo_ms - p.lateness_ms) {
-                too_late += 1;
-                continue;
-            }
-            max = Some(max.map_or(t, |m| m.max(t)));
-            accepted.push(l);
+}
+
+/// The event-time and duration checks; None = passes.
+fn range_reason(e: &Event, p: &Params) -> Option<&'static str> {
+    let t = time_of(e);
+    let (lo_rec, hi_rec) = p.record_ms;
+    let ahead_always = t > hi_rec.saturating_add(p.max_future_skew_ms);
+    let ahead_never = t <= lo_rec.saturating_add(p.max_future_skew_ms);
+    assert!(
+        ahead_always || ahead_never,
+        "test data must not depend on exact record timestamps: {t}"
+    );
+    if t < p.min_event_ms || t > MAX_EVENT_MS || ahead_always {
+        return Some("event_time_out_of_range");
+    }
+    if let Event::Interaction(i) = e {
+        if [i.talk_ms, i.hold_ms, i.wrap_ms]
+            .iter()
+            .any(|&d| d > p.max_duration_ms)
+        {
+            return Some("out_of_range");
         }
     }
-    // 2. Contacts per partition, indexed by ticket and by customer.
-    let mut by_ticket: HashMap<(i32, &str), Vec<&Interaction>> = HashMap::new();
-    let mut by_customer: HashMap<(i32, &str), Vec<&Interaction>> = HashMap::new();
-    for l in &accepted {
-        if let Event::Interaction(i) = &l.g.event {
-            by_ticket
-                .entry((l.partition, &i.ticket_id))
+    None
+}
+
+/// An accepted event, with what the README's rules need to know about its arrival.
+struct Acc<'a> {
+    partition: i32,
+    late: bool,
+    e: &'a Event,
+    /// Contacts: the contact floor just before it arrived. Surveys: max(t, survey floor
+    /// after it) - lookback.
+    mark: i64,
+}
+
+pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
+    let mut rejected: HashMap<String, usize> = HashMap::new();
+    let mut reject = |r: &str| *rejected.entry(r.to_string()).or_default() += 1;
+    // 1. Per topic-partition in offset order: validity, lateness, repeats.
+    let mut by_tp: BTreeMap<(u8, i32), Vec<&Landed<'_>>> = BTreeMap::new();
+    for l in events {
+        if let Some(m) = l.g.malformed {
+            reject(m.reason());
+            continue;
+        }
+        by_tp
+            .entry((l.g.stream as u8, l.partition))
+            .or_default()
+            .push(l);
+    }
+    let mut accepted: Vec<Acc<'_>> = Vec::new();
+    let mut final_floor: HashMap<(u8, i32), i64> = HashMap::new();
+    for (&(stream, part), list) in by_tp.iter_mut() {
+        list.sort_by_key(|l| l.offset);
+        let mut max: Option<i64> = None;
+        let mut seen: HashMap<&str, i64> = HashMap::new();
+        let floor_of = |max: Option<i64>| max.map_or(i64::MIN, |m| m - p.ooo_ms - p.lateness_ms);
+        for l in list.iter() {
+            let e = &l.g.event;
+            if let Some(r) = range_reason(e, p) {
+                reject(r);
+                continue;
+            }
+            let t = time_of(e);
+            let horizon = max.map_or(i64::MIN, |m| m - p.late_horizon_ms);
+            if t < horizon {
+                reject("too_late");
+                continue;
+            }
+            let id = match e {
+                Event::Survey(s) => s.response_id.as_str(),
+                Event::Interaction(i) => i.interaction_id.as_str(),
+            };
+            if seen.get(id).is_some_and(|&first| first >= horizon) {
+                reject("duplicate");
+                continue;
+            }
+            seen.insert(id, t);
+            let floor_before = floor_of(max);
+            let late = t < floor_before;
+            if !late {
+                max = Some(max.map_or(t, |m| m.max(t)));
+            }
+            let mark = match e {
+                Event::Interaction(_) => floor_before,
+                Event::Survey(_) => t.max(floor_of(max)) - p.lookback_ms,
+            };
+            accepted.push(Acc {
+                partition: part,
+                late,
+                e,
+                mark,
+            });
+        }
+        final_floor.insert((stream, part), floor_of(max));
+    }
+    // 2. Contacts per partition.
+    let mut contacts_of: HashMap<i32, Vec<(&Interaction, i64)>> = HashMap::new();
+    for a in &accepted {
+        if let Event::Interaction(i) = a.e {
+            contacts_of
+                .entry(a.partition)
                 .or_default()
-                .push(i);
-            by_customer
-                .entry((l.partition, &i.customer_id))
-                .or_default()
-                .push(i);
+                .push((i, a.mark));
         }
     }
     let mut rows: BTreeMap<Key, Sums> = BTreeMap::new();
@@ -99,9 +186,12 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
             }
         }
     };
-    for l in &accepted {
-        match &l.g.event {
+    let mut surveys = BTreeMap::new();
+    let mut contacts = 0;
+    for a in &accepted {
+        match a.e {
             Event::Interaction(i) => {
+                contacts += 1;
                 let dims = [
                     "unknown".to_string(),
                     i.channel.clone(),
@@ -112,7 +202,7 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
                     i.bucket.clone(),
                 ];
                 let (talk, hold, wrap) = (i.talk_ms as u64, i.hold_ms as u64, i.wrap_ms as u64);
-                add(i.ended_at_ms, dims, l.partition, &|s| {
+                add(i.ended_at_ms, dims, a.partition, &|s| {
                     s[9] += 1;
                     s[10] += talk + hold + wrap;
                     s[11] += talk;
@@ -121,9 +211,26 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
                 });
             }
             Event::Survey(s) => {
-                let a = attribute(s, l.partition, &by_ticket, &by_customer, p);
+                let none = Vec::new();
+                let cs = contacts_of.get(&a.partition).unwrap_or(&none);
+                let chosen = attribute(s, a.mark, cs, p);
+                let contact_floor = final_floor
+                    .get(&(Stream::Interaction as u8, a.partition))
+                    .copied()
+                    .unwrap_or(i64::MIN);
+                let settled = s.submitted_at_ms + p.max_wait_ms < contact_floor;
+                surveys.insert(
+                    s.response_id.clone(),
+                    (chosen.map(|i| i.interaction_id.clone()), settled),
+                );
+                // A late survey is counted once it settles; an on-time one at once, as
+                // unattributed until it settles.
+                if a.late && !settled {
+                    continue;
+                }
+                let chosen = if settled { chosen } else { None };
                 let h = |f: fn(&Interaction) -> &String| {
-                    a.map_or("unattributed".to_string(), |i| f(i).clone())
+                    chosen.map_or("unattributed".to_string(), |i| f(i).clone())
                 };
                 let dims = [
                     s.region.clone().unwrap_or_else(|| "unknown".into()),
@@ -132,13 +239,13 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
                     h(|i| &i.agent_id),
                     s.product
                         .clone()
-                        .or_else(|| a.and_then(|i| i.product.clone()))
+                        .or_else(|| chosen.and_then(|i| i.product.clone()))
                         .unwrap_or_else(|| "unknown".into()),
                     s.customer_tier.clone().unwrap_or_else(|| "unknown".into()),
                     h(|i| &i.bucket),
                 ];
-                let (nps, csat, attributed) = (s.nps_score, s.csat_score, a.is_some());
-                add(s.submitted_at_ms, dims, l.partition, &|x| {
+                let (nps, csat, attributed) = (s.nps_score, s.csat_score, chosen.is_some());
+                add(s.submitted_at_ms, dims, a.partition, &|x| {
                     x[0] += 1;
                     if let Some(n) = nps {
                         x[1] += 1;
@@ -160,21 +267,30 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
             }
         }
     }
-    Expected { rows, too_late }
+    Expected {
+        rows,
+        rejected,
+        surveys,
+        contacts,
+    }
 }
 
+/// README, Join: contacts with `ended_at` in [t - lookback, t + max_wait] (and not before
+/// the survey floor's lookback) that arrived before the contact floor passed t + max_wait;
+/// by ticket, else the customer's latest such contact's ticket; then the ticket's last.
 fn attribute<'a>(
     s: &Survey,
-    part: i32,
-    by_ticket: &HashMap<(i32, &str), Vec<&'a Interaction>>,
-    by_customer: &HashMap<(i32, &str), Vec<&'a Interaction>>,
+    lo_mark: i64,
+    contacts: &[(&'a Interaction, i64)],
     p: &Params,
 ) -> Option<&'a Interaction> {
-    let (lo, hi) = (
-        s.submitted_at_ms - p.lookback_ms,
-        s.submitted_at_ms + p.max_wait_ms,
-    );
-    let in_range = |i: &&&Interaction| i.ended_at_ms >= lo && i.ended_at_ms <= hi;
+    let hi = s.submitted_at_ms + p.max_wait_ms;
+    let lo = (s.submitted_at_ms - p.lookback_ms).max(lo_mark);
+    let eligible: Vec<&Interaction> = contacts
+        .iter()
+        .filter(|(i, floor)| i.ended_at_ms >= lo && i.ended_at_ms <= hi && *floor <= hi)
+        .map(|(i, _)| *i)
+        .collect();
     let latest = |v: Vec<&'a Interaction>| {
         v.into_iter().max_by(|a, b| {
             (a.ended_at_ms, &a.interaction_id).cmp(&(b.ended_at_ms, &b.interaction_id))
@@ -182,21 +298,20 @@ fn attribute<'a>(
     };
     let ticket = match &s.ticket_id {
         Some(t) => t.clone(),
-        None => {
-            let mine: Vec<&Interaction> = by_customer
-                .get(&(part, s.customer_id.as_str()))?
+        None => latest(
+            eligible
                 .iter()
-                .filter(in_range)
+                .filter(|i| i.customer_id == s.customer_id)
                 .copied()
-                .collect();
-            latest(mine)?.ticket_id.clone()
-        }
+                .collect(),
+        )?
+        .ticket_id
+        .clone(),
     };
-    let contacts: Vec<&Interaction> = by_ticket
-        .get(&(part, ticket.as_str()))?
-        .iter()
-        .filter(in_range)
-        .copied()
-        .collect();
-    latest(contacts)
+    latest(
+        eligible
+            .into_iter()
+            .filter(|i| i.ticket_id == ticket)
+            .collect(),
+    )
 }

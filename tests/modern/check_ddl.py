@@ -23,19 +23,21 @@ def main() -> int:
             s.query(sql)  # idempotent
             print(f"ok   {f.name}")
         cols = s.query("SELECT name FROM system.columns WHERE database='cx' AND table='window_aggregates' ORDER BY position", "CSV").bytes().decode().split()
-        assert len(cols) == 29, cols
+        assert len(cols) == 30, cols
         s.query(
-            "INSERT INTO cx.window_aggregates (window_size_s, window_start, window_end, grouping, team, version, nps_n, promoters, detractors, csat_n, csat_satisfied, contacts, handle_ms) "
-            "VALUES (3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 4, 10, 6, 2, 4, 3, 5, 2500000), "
-            "(3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 2, 5, 1, 1, 0, 0, 0, 0)"
+            "INSERT INTO cx.window_aggregates (window_size_s, window_start, window_end, grouping, team, revision, version, nps_n, promoters, detractors, csat_n, csat_satisfied, contacts, handle_ms) "
+            "VALUES (3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 0, 4, 10, 6, 2, 4, 3, 5, 2500000), "
+            "(3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 0, 2, 5, 1, 1, 0, 0, 0, 0), "
+            "(3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 9, 1, 10, 10, 0, 0, 0, 0, 0)"
         )
         readme = (ROOT / "README.md").read_text()
         example = re.search(r"```sql\n(.*?)```", readme, re.S)
         assert example, "README has no ```sql example"
         out = s.query(example.group(1), "CSV").bytes().decode().strip()
-        # Version 4 wins under FINAL: NPS = 100*(6-2)/10 = 40, CSAT 75 %, AHT 500 s.
+        # Version 4 wins under FINAL for the window's own row, and the correction row (a late
+        # event's revision 9) adds to it: NPS = 100*(16-2)/20 = 70, CSAT 75 %, AHT 500 s.
         fields = out.split(",")
-        assert fields[2] == "40" and fields[4] == "75" and fields[5] == "500", out
+        assert fields[2] == "70" and fields[4] == "75" and fields[5] == "500", out
         print(f"ok   README example query -> {out}")
     return 0
 

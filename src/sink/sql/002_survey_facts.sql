@@ -1,5 +1,7 @@
 -- One row per survey response, enriched with the contact the join attributed it to.
--- Replays re-insert identical rows; ReplacingMergeTree folds them (read with FINAL).
+-- Replays re-insert identical rows; ReplacingMergeTree folds them (read with FINAL). A
+-- bounded run writes its still-unsettled surveys with is_final = 0; the settled row
+-- (is_final = 1) replaces it.
 CREATE TABLE IF NOT EXISTS {db}.survey_facts
 (
     response_id          String,
@@ -23,8 +25,9 @@ CREATE TABLE IF NOT EXISTS {db}.survey_facts
     channel              String,
     bucket               String,
     category             String,
-    source_partition     Int32
+    source_partition     Int32,
+    is_final             UInt8
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = ReplacingMergeTree(is_final)
 PARTITION BY toYYYYMM(submitted_at)
 ORDER BY (submitted_at, response_id)

@@ -1,6 +1,9 @@
--- Partial aggregates per window x grouping set x dimension values x source partition.
--- `version` grows with every event folded, so FINAL keeps the newest state of each window;
--- sum the partials across partitions (and dimension values) at query time:
+-- Partial aggregates per window x grouping set x dimension values x source partition x
+-- revision. Revision 0 is the window's own row, holding the on-time events; `version`
+-- grows with the input offsets, so FINAL keeps its newest state. Every late event (behind
+-- its stream's floor, within window.late_horizon) adds correction rows of its own
+-- (revision = its source record), final at once. Sum across revisions, partitions (and
+-- dimension values) at query time:
 --   NPS  = 100 * (sum(promoters) - sum(detractors)) / sum(nps_n)
 --   CSAT = 100 * sum(csat_satisfied) / sum(csat_n)
 --   AHT  = sum(handle_ms) / sum(contacts) / 1000 seconds
@@ -19,6 +22,7 @@ CREATE TABLE IF NOT EXISTS {db}.window_aggregates
     tier             String,
     bucket           String,
     source_partition Int32,
+    revision         UInt64,
     version          UInt64,
     is_final         UInt8,
     responses        UInt64,
@@ -39,4 +43,4 @@ CREATE TABLE IF NOT EXISTS {db}.window_aggregates
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY (window_size_s, toYYYYMM(window_start))
-ORDER BY (window_size_s, grouping, window_start, region, channel, team, agent, product, tier, bucket, source_partition)
+ORDER BY (window_size_s, grouping, window_start, region, channel, team, agent, product, tier, bucket, source_partition, revision)

@@ -6,23 +6,25 @@
 //! The consumer runs on a plain thread with `BaseConsumer::poll` in a batch loop: no await
 //! or channel hop per message. Async I/O (ClickHouse, registry) runs via the runtime handle.
 
+mod flush;
 mod setup;
 
 use super::dlq::{DeadLetter, DeadLetterProducer};
 use super::Flusher;
 use crate::codec::Decoder;
 use crate::config::{Config, Validated};
+use crate::ingest::{Ingest, Message};
 use crate::metrics::Metrics;
 use crate::model::Stream;
+use crate::pipeline::checkpoint;
 use crate::pipeline::partition::PartitionState;
 use crate::pipeline::Core;
-use crate::sink::clickhouse::now_s;
 use crate::sink::rows::CheckpointRow;
 use crate::sink::ClickHouseSink;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::Message as _;
+use rdkafka::Offset;
 pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeSet, HashMap};
@@ -38,8 +40,12 @@ pub enum JobError {
     Topics(String),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    #[error("checkpoint for partition {partition} is unreadable: {detail}")]
-    Checkpoint { partition: i32, detail: String },
+    #[error("checkpoint of {state_id:?} for partition {partition} cannot be restored: {detail}")]
+    Checkpoint {
+        state_id: String,
+        partition: i32,
+        detail: String,
+    },
     #[error("dead-letter topic: {0}")]
     DeadLetter(String),
     #[error("schema registry unavailable and shutdown requested: {0}")]
@@ -63,6 +69,8 @@ pub struct RunSummary {
     pub consumed: u64,
     pub dead_lettered: u64,
     pub late: u64,
+    pub revised: u64,
+    pub duplicates: u64,
 }
 
 struct Run<'a> {
@@ -70,6 +78,7 @@ struct Run<'a> {
     consumer: Arc<BaseConsumer<Ctx>>,
     dlq: DeadLetterProducer,
     core: Core,
+    ingest: Ingest,
     flusher: Arc<Flusher>,
     /// The previous batch's insert, still running while the next batch is consumed.
     inflight: Option<tokio::task::JoinHandle<Result<(), crate::sink::SinkError>>>,
@@ -79,7 +88,6 @@ struct Run<'a> {
     at_eof: HashMap<(Stream, i32), Instant>,
     assigned: BTreeSet<i32>,
     touched: BTreeSet<i32>,
-    summary: RunSummary,
     consumed: HashMap<(Stream, i32), u64>,
     checkpoint_seq: u64,
     last_checkpoint: Instant,
@@ -100,7 +108,8 @@ impl KafkaJob {
             self.config.kafka.survey_topic.clone(),
             self.config.kafka.interaction_topic.clone(),
         ];
-        check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
+        let partitions = check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
+        self.check_checkpoints(partitions)?;
         consumer.subscribe(&[&topics[0], &topics[1]])?;
         let dlq = DeadLetterProducer::new(&client, &self.config.kafka.dead_letter_topic)?;
         let flusher = Flusher {
@@ -109,11 +118,13 @@ impl KafkaJob {
             groupings: self.validated.settings.window.groupings.clone(),
         };
         let core = Core::new(self.validated.settings.clone());
+        let ingest = Ingest::new(self.metrics.clone(), topics.clone());
         let mut run = Run {
             job: self,
             consumer: Arc::new(consumer),
             dlq,
             core,
+            ingest,
             flusher: Arc::new(flusher),
             inflight: None,
             topics,
@@ -121,7 +132,6 @@ impl KafkaJob {
             at_eof: HashMap::new(),
             assigned: BTreeSet::new(),
             touched: BTreeSet::new(),
-            summary: RunSummary::default(),
             consumed: HashMap::new(),
             checkpoint_seq: 0,
             last_checkpoint: Instant::now(),
@@ -129,7 +139,37 @@ impl KafkaJob {
             batch_bytes: 0,
         };
         run.main_loop(&stop)?;
-        Ok(run.summary)
+        let t = run.ingest.tally;
+        Ok(RunSummary {
+            consumed: t.consumed,
+            dead_lettered: t.dead_lettered,
+            late: t.late,
+            revised: t.revised,
+            duplicates: t.duplicates,
+        })
+    }
+}
+
+impl KafkaJob {
+    /// Refuses to start when a saved state was built under other window or join settings
+    /// (or by another format), before joining the group: no row may land under the wrong
+    /// grouping, and the message names what changed.
+    fn check_checkpoints(&self, partitions: i32) -> Result<(), JobError> {
+        let group = self.config.state_id().to_string();
+        let all: Vec<i32> = (0..partitions).collect();
+        let rows = self
+            .runtime
+            .block_on(self.sink.load_checkpoints(&group, &all))?;
+        for row in rows {
+            checkpoint::decode(&row.state, &self.validated.settings).map_err(|e| {
+                JobError::Checkpoint {
+                    state_id: group.clone(),
+                    partition: row.source_partition,
+                    detail: e.to_string(),
+                }
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -146,7 +186,6 @@ impl Run<'_> {
 
     fn main_loop(&mut self, stop: &AtomicBool) -> Result<(), JobError> {
         let period = self.job.validated.flush_period;
-        let idle_timeout = self.job.validated.idle_timeout;
         let max_rows = self.job.config.sink.max_rows;
         let max_bytes = self.job.config.sink.max_bytes;
         let mut last_flush = Instant::now();
@@ -174,7 +213,14 @@ impl Run<'_> {
                         };
                         let (p, offset) = (m.partition(), m.offset());
                         self.at_eof.remove(&(stream, p));
-                        self.on_message(stream, p, offset, m.key(), m.payload().unwrap_or(&[]))?;
+                        let msg = Message {
+                            stream,
+                            partition: p,
+                            offset,
+                            timestamp_ms: m.timestamp().to_millis(),
+                            payload: m.payload().unwrap_or(&[]),
+                        };
+                        self.on_message(&msg, m.key())?;
                     }
                     Err(KafkaError::PartitionEOF(p)) => {
                         // The EOF error does not name the topic; positions tell which side is done.
@@ -188,26 +234,14 @@ impl Run<'_> {
                 }
             }
             self.apply_changes()?;
-            // Idle streams follow their pair's clock so windows can close.
-            for &p in &self.assigned.clone() {
-                let ps = self.core.partition_mut(p);
-                for s in Stream::ALL {
-                    let idle = self
-                        .at_eof
-                        .get(&(s, p))
-                        .is_some_and(|t| t.elapsed() >= idle_timeout);
-                    if ps.idle[s as usize] != idle {
-                        ps.idle[s as usize] = idle;
-                        self.touched.insert(p);
-                    }
-                }
-            }
             for p in std::mem::take(&mut self.touched) {
                 self.core.advance(p);
                 self.dirty_checkpoint(p);
             }
             if self.job.bounded && self.input_done() {
-                tracing::info!("end of input: finishing windows and pending surveys");
+                tracing::info!(
+                    "end of input: writing open windows and pending surveys as provisional"
+                );
                 self.core.finish_all();
                 self.checkpoint_all();
                 self.flush(CommitMode::Sync)?;
@@ -265,14 +299,8 @@ impl Run<'_> {
                 .all(|&p| Stream::ALL.iter().all(|&s| self.caught_up(s, p)))
     }
 
-    fn on_message(
-        &mut self,
-        stream: Stream,
-        p: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        payload: &[u8],
-    ) -> Result<(), JobError> {
+    fn on_message(&mut self, m: &Message<'_>, key: Option<&[u8]>) -> Result<(), JobError> {
+        let (stream, p, offset) = (m.stream, m.partition, m.offset);
         if let Some(&(want, sought)) = self.expect.get(&(stream, p)) {
             if offset < want {
                 return Ok(()); // already folded into the restored state
@@ -299,68 +327,40 @@ impl Run<'_> {
             self.expect.remove(&(stream, p));
         }
         *self.consumed.entry((stream, p)).or_default() += 1;
-        self.batch_bytes += payload.len();
-        self.summary.consumed += 1;
+        self.batch_bytes += m.payload.len();
         self.touched.insert(p);
-        let decoded = loop {
-            match self.job.decoder.decode(stream, payload) {
-                Err(e) if e.is_retryable() => {
+        let reject = loop {
+            match self.ingest.ingest(&mut self.job.decoder, &mut self.core, m) {
+                Ok(r) => break r,
+                Err(e) => {
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
                     if STOP_RETRY.load(Ordering::Relaxed) {
                         return Err(JobError::Registry(e.to_string()));
                     }
                     std::thread::sleep(Duration::from_secs(1));
                 }
-                other => break other,
             }
         };
-        let (reason, detail) = match decoded {
-            Ok(event) => match self.core.process(p, offset, event) {
-                Ok(()) => return Ok(()),
-                Err(late) => {
-                    self.summary.late += 1;
-                    self.job
-                        .metrics
-                        .late
-                        .with_label_values(&[stream.label()])
-                        .inc();
-                    (
-                        "too_late",
-                        format!(
-                            "event time {} ms is before the partition's lateness floor {} ms",
-                            late.event_ms, late.floor_ms
-                        ),
-                    )
-                }
-            },
-            Err(e) => {
-                self.core.skip(stream, p, offset);
-                self.job
-                    .metrics
-                    .decode_errors
-                    .with_label_values(&[self.topics[stream as usize].as_str(), e.reason()])
-                    .inc();
-                (e.reason(), e.to_string())
-            }
+        let Some(reject) = reject else {
+            return Ok(());
         };
-        // Only rejected messages need the topic name; accepted ones returned above.
         let topic = self.topics[stream as usize].clone();
-        self.summary.dead_lettered += 1;
-        self.job
-            .metrics
-            .dead_lettered
-            .with_label_values(&[reason])
-            .inc();
-        tracing::debug!(topic, partition = p, offset, reason, "dead-lettered");
+        tracing::debug!(
+            topic,
+            partition = p,
+            offset,
+            reason = reject.reason,
+            "dead-lettered"
+        );
         self.dlq
             .send(&DeadLetter {
-                reason,
-                detail,
+                reason: reject.reason,
+                detail: reject.detail,
                 topic: &topic,
                 partition: p,
                 offset,
                 key,
-                payload,
+                payload: m.payload,
             })
             .map_err(|e| JobError::DeadLetter(e.to_string()))
     }
@@ -409,12 +409,13 @@ impl Run<'_> {
             rows.into_iter().map(|r| (r.source_partition, r)).collect();
         for &p in parts {
             let state = match by_p.remove(&p) {
-                Some(row) => {
-                    PartitionState::from_bytes(&row.state).map_err(|e| JobError::Checkpoint {
+                Some(row) => checkpoint::decode(&row.state, &self.core.settings).map_err(|e| {
+                    JobError::Checkpoint {
+                        state_id: group.clone(),
                         partition: p,
                         detail: e.to_string(),
-                    })?
-                }
+                    }
+                })?,
                 None => PartitionState::new(p),
             };
             tracing::info!(
@@ -454,155 +455,6 @@ impl Run<'_> {
     fn checkpoint_all(&mut self) {
         let all: Vec<i32> = self.assigned.iter().copied().collect();
         self.checkpoint_due.extend(all);
-    }
-
-    /// Hands the batch's rows to the sink, and on schedule checkpoints: rows, then dead
-    /// letters, then checkpoints, then offsets, each step only after the previous one is
-    /// acknowledged. The checkpoint already holds the offsets and a new assignment seeks to
-    /// it, so routine commits are asynchronous (waiting for them cost seconds per flush
-    /// against a busy broker); the last one before stop or revoke waits.
-    fn flush(&mut self, commit: CommitMode) -> Result<(), JobError> {
-        let started = Instant::now();
-        let out = self.core.take_outputs();
-        self.batch_bytes = 0;
-        // One insert in flight: wait for the previous batch's, then start this one and go
-        // back to consuming. Window rows carry versions and facts are deduplicated by id, so
-        // the order two batches land in does not matter; a checkpoint waits for both.
-        self.wait_rows()?;
-        let flusher = self.flusher.clone();
-        let (facts, windows) = (out.surveys.len() + out.contacts.len(), out.windows.len());
-        self.inflight = Some(
-            self.job
-                .runtime
-                .spawn(async move { flusher.write(&out).await }),
-        );
-        // Checkpoints follow sink.checkpoint_interval; the last flush before a stop or a
-        // revoke always takes one. When dead letters are still in flight, a routine
-        // checkpoint waits (up to three intervals) rather than block on a busy broker.
-        let since = self.last_checkpoint.elapsed();
-        let interval = self.job.validated.checkpoint_interval;
-        let routine = matches!(commit, CommitMode::Async);
-        let checkpoint_bytes = if routine
-            && (since < interval || (self.dlq.in_flight() > 0 && since < interval * 3))
-        {
-            0
-        } else {
-            self.checkpoint(commit)?
-        };
-        self.update_gauges();
-        tracing::debug!(
-            facts,
-            windows,
-            checkpoint_bytes,
-            ms = started.elapsed().as_millis() as u64,
-            "flushed"
-        );
-        self.job
-            .metrics
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    /// Waits for the rows and dead letters so far, writes the due checkpoints and commits
-    /// their offsets. Returns the checkpoint bytes written.
-    fn checkpoint(&mut self, commit: CommitMode) -> Result<usize, JobError> {
-        self.wait_rows()?;
-        self.dlq.confirm().map_err(JobError::DeadLetter)?;
-        let due: Vec<i32> = std::mem::take(&mut self.checkpoint_due)
-            .into_iter()
-            .collect();
-        let mut rows = Vec::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in due {
-            let Some(ps) = self.core.partition(p) else {
-                continue;
-            };
-            let state = ps.to_bytes().map_err(|e| JobError::Checkpoint {
-                partition: p,
-                detail: e.to_string(),
-            })?;
-            let (so, io) = (ps.clocks[0].next_offset, ps.clocks[1].next_offset);
-            self.checkpoint_seq += 1;
-            rows.push(CheckpointRow {
-                consumer_group: self.job.config.state_id().to_string(),
-                source_partition: p,
-                version: (((so + io).max(0) as u64) << 20) | (self.checkpoint_seq & 0xF_FFFF),
-                survey_offset: so,
-                interaction_offset: io,
-                state,
-                written_at: now_s(),
-            });
-            for (s, off) in [(0usize, so), (1usize, io)] {
-                if off > 0 {
-                    tpl.add_partition_offset(&self.topics[s], p, Offset::Offset(off))?;
-                }
-            }
-        }
-        self.job
-            .runtime
-            .block_on(self.job.sink.insert("checkpoints", &rows))?;
-        self.last_checkpoint = Instant::now();
-        self.job.metrics.checkpoints.inc_by(rows.len() as u64);
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, commit) {
-                // The checkpoint already holds these offsets; the next assignment seeks to it.
-                self.job.metrics.commit_errors.inc();
-                tracing::warn!(error = %e, "offset commit failed");
-            }
-        }
-        Ok(rows.iter().map(|r| r.state.len()).sum())
-    }
-
-    /// Waits for the batch insert in flight, if any.
-    fn wait_rows(&mut self) -> Result<(), JobError> {
-        match self.inflight.take() {
-            None => Ok(()),
-            Some(h) => match self.job.runtime.block_on(h) {
-                Ok(r) => Ok(r?),
-                Err(e) => Err(JobError::Sink(crate::sink::SinkError::Task(e.to_string()))),
-            },
-        }
-    }
-
-    fn update_gauges(&mut self) {
-        let m = &self.job.metrics;
-        for ((s, p), n) in self.consumed.drain() {
-            m.consumed
-                .with_label_values(&[self.topics[s as usize].as_str(), &p.to_string()])
-                .inc_by(n);
-        }
-        let (mut contacts, mut pending, mut windows) = (0, 0, 0);
-        for ps in self.core.partitions() {
-            contacts += ps.join().contacts_len();
-            pending += ps.join().pending_len();
-            windows += ps.windows().open_len();
-            let p = ps.partition.to_string();
-            for s in Stream::ALL {
-                let c = ps.clocks[s as usize];
-                if let Some(high) =
-                    cached_high_watermark(&self.consumer, &self.topics[s as usize], ps.partition)
-                {
-                    m.lag
-                        .with_label_values(&[self.topics[s as usize].as_str(), &p])
-                        .set((high - c.next_offset).max(0));
-                }
-                if c.floor_ms > i64::MIN {
-                    m.watermark
-                        .with_label_values(&[s.label(), &p])
-                        .set(c.floor_ms / 1000);
-                }
-            }
-        }
-        m.state
-            .with_label_values(&["join_contacts"])
-            .set(contacts as i64);
-        m.state
-            .with_label_values(&["join_pending_surveys"])
-            .set(pending as i64);
-        m.state
-            .with_label_values(&["open_windows"])
-            .set(windows as i64);
     }
 }
 

@@ -87,7 +87,7 @@ pub(super) fn check_topics(
     c: &BaseConsumer<Ctx>,
     topics: &[String; 2],
     dlq: &str,
-) -> Result<(), JobError> {
+) -> Result<i32, JobError> {
     let md = c.fetch_metadata(None, Duration::from_secs(15))?;
     let count = |name: &str| {
         md.topics()
@@ -97,8 +97,8 @@ pub(super) fn check_topics(
             .filter(|n| *n > 0)
     };
     let (s, i) = (count(&topics[0]), count(&topics[1]));
-    match (s, i) {
-        (Some(s), Some(i)) if s == i => {}
+    let n = match (s, i) {
+        (Some(s), Some(i)) if s == i => i32::try_from(s).unwrap_or(i32::MAX),
         (Some(s), Some(i)) => {
             return Err(JobError::Topics(format!(
                 "{} has {s} partitions but {} has {i}: both topics must have the same partition count (co-partitioned by customer_id)",
@@ -109,13 +109,13 @@ pub(super) fn check_topics(
             let missing: Vec<&str> = topics.iter().filter(|t| count(t).is_none()).map(String::as_str).collect();
             return Err(JobError::Topics(format!("input topic(s) not found: {}", missing.join(", "))));
         }
-    }
+    };
     if count(dlq).is_none() {
         return Err(JobError::Topics(format!(
             "dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)"
         )));
     }
-    Ok(())
+    Ok(n)
 }
 
 /// The high watermark librdkafka learned from its last fetch response. Unlike

@@ -2,10 +2,13 @@
 //! its key) -> settings the stages build from. Addresses and secrets can be overridden by
 //! environment variables so deployments keep secrets out of files.
 
+mod ingest;
+
 use crate::codec::WireFormat;
 use crate::join::{AttributionPolicy, JoinConfig};
 use crate::pipeline::Settings;
 use crate::window::{Grouping, WindowConfig};
+pub use ingest::IngestSection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +44,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub sink: SinkConfig,
     pub metrics: MetricsConfig,
+    pub ingest: IngestSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -61,8 +65,9 @@ pub struct KafkaConfig {
     /// the old group's name when moving a deployment to a new consumer group, so the new
     /// group resumes from the old state instead of starting empty.
     pub state_id: Option<String>,
-    /// How long a caught-up partition may stay quiet before its clock follows its pair's.
-    pub idle_timeout: String,
+    /// Removed: a quiet stream no longer moves its pair's clock (README, Semantics). Kept
+    /// only to name it in the error an old config gets.
+    pub idle_timeout: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -77,7 +82,7 @@ impl Default for KafkaConfig {
             consumer: BTreeMap::new(),
             sasl_password: None,
             state_id: None,
-            idle_timeout: "30s".into(),
+            idle_timeout: None,
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct WindowSection {
     pub sizes: Vec<String>,
     pub out_of_orderness: String,
     pub allowed_lateness: String,
+    /// How far behind its stream an event may be and still revise its windows.
+    pub late_horizon: String,
     pub grouping_sets: Vec<Vec<String>>,
 }
 
@@ -142,6 +149,7 @@ impl Default for WindowSection {
             sizes: vec!["1m".into(), "1h".into(), "1d".into()],
             out_of_orderness: "30s".into(),
             allowed_lateness: "5m".into(),
+            late_horizon: "7d".into(),
             grouping_sets: vec![
                 vec![],
                 vec!["region".into()],
@@ -241,9 +249,13 @@ pub struct ConfigError(pub Vec<String>);
 #[derive(Clone, Debug)]
 pub struct Validated {
     pub settings: Settings,
-    pub idle_timeout: Duration,
     pub flush_period: Duration,
     pub checkpoint_interval: Duration,
+}
+
+/// Milliseconds of a duration, saturating: a config may say "1000000y".
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
@@ -331,7 +343,13 @@ impl Config {
                 }
             }
         }
-        let idle_timeout = duration("kafka.idle_timeout", &k.idle_timeout, &mut errs);
+        if k.idle_timeout.is_some() {
+            errs.push(
+                "kafka.idle_timeout was removed: a quiet stream no longer moves its pair's clock \
+                 (results must not depend on wall-clock pauses); delete the key"
+                    .into(),
+            );
+        }
         if self.codec.format == WireFormat::Confluent
             && self
                 .codec
@@ -371,6 +389,14 @@ impl Config {
         }
         let ooo = duration("window.out_of_orderness", &w.out_of_orderness, &mut errs);
         let lateness = duration("window.allowed_lateness", &w.allowed_lateness, &mut errs);
+        let horizon = duration("window.late_horizon", &w.late_horizon, &mut errs);
+        if horizon < ooo + lateness {
+            errs.push(format!(
+                "window.late_horizon = {:?} must be at least out_of_orderness + allowed_lateness",
+                w.late_horizon
+            ));
+        }
+        let limits = self.ingest.validate(&mut errs);
         let mut groupings = Vec::new();
         for (i, g) in w.grouping_sets.iter().enumerate() {
             match Grouping::new(g) {
@@ -430,16 +456,17 @@ impl Config {
             settings: Settings {
                 join: JoinConfig {
                     policy: self.join.attribution,
-                    lookback_ms: lookback.as_millis() as i64,
-                    max_wait_ms: max_wait.as_millis() as i64,
+                    lookback_ms: millis(lookback),
+                    max_wait_ms: millis(max_wait),
                     max_contacts: self.join.max_contacts_per_partition,
                     max_pending: self.join.max_pending_per_partition,
                 },
                 window: WindowConfig::new(sizes_ms, groupings),
-                out_of_orderness_ms: ooo.as_millis() as i64,
-                allowed_lateness_ms: lateness.as_millis() as i64,
+                out_of_orderness_ms: millis(ooo),
+                allowed_lateness_ms: millis(lateness),
+                late_horizon_ms: millis(horizon),
+                limits,
             },
-            idle_timeout,
             flush_period,
             checkpoint_interval,
         })
@@ -464,64 +491,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        let v = Config::default()
-            .validate()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            v.settings.window.sizes_ms(),
-            &[60_000, 3_600_000, 86_400_000]
-        );
-    }
-
-    #[test]
-    fn unknown_keys_fail_naming_the_key() {
-        let e = toml::from_str::<Config>("[window]\nsizez = [\"1m\"]\n")
-            .err()
-            .map(|e| e.to_string());
-        assert!(e.unwrap_or_default().contains("sizez"));
-    }
-
-    #[test]
-    fn every_bad_value_is_listed_with_its_key() {
-        let cfg: Config = toml::from_str(
-            "[window]\nsizes = [\"1m\", \"soon\"]\ngrouping_sets = [[\"colour\"]]\n[join]\nmax_wait = \"-3\"\n[sink]\nmax_rows = 0\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let msg = cfg
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        for key in [
-            "window.sizes[1]",
-            "window.grouping_sets[0]",
-            "join.max_wait",
-            "sink.max_rows",
-        ] {
-            assert!(msg.contains(key), "{key} missing from: {msg}");
-        }
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_env_overrides_apply() {
-        let mut cfg = Config::default();
-        cfg.apply_env(|k| match k {
-            "CXP_CLICKHOUSE_PASSWORD" => Some("hunter2".into()),
-            "CXP_KAFKA_SASL_PASSWORD" => Some("s3cret".into()),
-            "CXP_KAFKA_BROKERS" => Some("b:1".into()),
-            _ => None,
-        });
-        let dbg = format!("{cfg:?}");
-        assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
-        assert_eq!(cfg.kafka.brokers, "b:1");
-        assert_eq!(
-            cfg.kafka_client().get("sasl.password").map(String::as_str),
-            Some("s3cret")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,66 @@
+//! The `[ingest]` section: what a well-formed event must also satisfy before it may move a
+//! clock or count (README, Semantics: "What is rejected").
+
+use super::duration;
+use crate::ingest::Limits;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// An event time further ahead of its Kafka record's timestamp than this is a client
+    /// clock error (or microseconds sent as milliseconds), not data.
+    pub max_future_skew: String,
+    /// Event times before this instant (RFC 3339) are rejected: a zero or negative
+    /// timestamp is a missing value, not a survey from 1970.
+    pub min_event_time: String,
+    /// A talk, hold or wrap-up time above this is rejected (one contact in microseconds
+    /// would otherwise own the AHT of every window it lands in).
+    pub max_duration: String,
+    /// Response and interaction ids remembered per partition and stream to drop repeated
+    /// deliveries; past the cap the oldest are forgotten first.
+    pub max_ids_per_partition: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            max_future_skew: "1h".into(),
+            min_event_time: "2000-01-01T00:00:00Z".into(),
+            max_duration: "1d".into(),
+            max_ids_per_partition: 5_000_000,
+        }
+    }
+}
+
+impl IngestSection {
+    pub(super) fn validate(&self, errs: &mut Vec<String>) -> Limits {
+        let skew = duration("ingest.max_future_skew", &self.max_future_skew, errs);
+        let max_duration = duration("ingest.max_duration", &self.max_duration, errs);
+        if max_duration.is_zero() {
+            errs.push("ingest.max_duration must be > 0".into());
+        }
+        let min_event_ms = match humantime::parse_rfc3339(&self.min_event_time) {
+            Ok(t) => t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(super::millis)
+                .unwrap_or(0),
+            Err(e) => {
+                errs.push(format!(
+                    "ingest.min_event_time = {:?}: {e} (use e.g. \"2000-01-01T00:00:00Z\")",
+                    self.min_event_time
+                ));
+                0
+            }
+        };
+        if self.max_ids_per_partition == 0 {
+            errs.push("ingest.max_ids_per_partition must be > 0".into());
+        }
+        Limits {
+            max_future_skew_ms: super::millis(skew),
+            min_event_ms,
+            max_duration_ms: super::millis(max_duration),
+            max_ids: self.max_ids_per_partition,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    let v = Config::default()
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        v.settings.window.sizes_ms(),
+        &[60_000, 3_600_000, 86_400_000]
+    );
+}
+
+#[test]
+fn unknown_keys_fail_naming_the_key() {
+    let e = toml::from_str::<Config>("[window]\nsizez = [\"1m\"]\n")
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("sizez"));
+}
+
+#[test]
+fn every_bad_value_is_listed_with_its_key() {
+    let cfg: Config = toml::from_str(
+        "[window]\nsizes = [\"1m\", \"soon\"]\ngrouping_sets = [[\"colour\"]]\n[join]\nmax_wait = \"-3\"\n[sink]\nmax_rows = 0\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let msg = cfg
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    for key in [
+        "window.sizes[1]",
+        "window.grouping_sets[0]",
+        "join.max_wait",
+        "sink.max_rows",
+    ] {
+        assert!(msg.contains(key), "{key} missing from: {msg}");
+    }
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_env_overrides_apply() {
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| match k {
+        "CXP_CLICKHOUSE_PASSWORD" => Some("hunter2".into()),
+        "CXP_KAFKA_SASL_PASSWORD" => Some("s3cret".into()),
+        "CXP_KAFKA_BROKERS" => Some("b:1".into()),
+        _ => None,
+    });
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
+    assert_eq!(cfg.kafka.brokers, "b:1");
+    assert_eq!(
+        cfg.kafka_client().get("sasl.password").map(String::as_str),
+        Some("s3cret")
+    );
+}
+
+#[test]
+fn removed_and_inconsistent_time_keys_are_named() {
+    let mut c = Config::default();
+    c.kafka.idle_timeout = Some("30s".into());
+    c.window.late_horizon = "1m".into();
+    c.ingest.min_event_time = "yesterday".into();
+    c.ingest.max_duration = "0s".into();
+    c.ingest.max_ids_per_partition = 0;
+    let errs = c.validate().err().map(|e| e.0).unwrap_or_default();
+    for key in [
+        "kafka.idle_timeout was removed",
+        "window.late_horizon",
+        "ingest.min_event_time",
+        "ingest.max_duration",
+        "ingest.max_ids_per_partition",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
+    }
+}

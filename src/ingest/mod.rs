@@ -1,0 +1,221 @@
+//! The one ingest step every source runs, so the Kafka job and the embedded demo cannot
+//! drift: decode, validate against the `[ingest]` limits, fold through the core (which
+//! judges lateness and repeated ids per partition), and decide what goes to the
+//! dead-letter path with which reason. Every counter a rejected or accepted message moves
+//! is moved here.
+
+pub mod dedup;
+
+use crate::codec::{DecodeError, Decoder};
+use crate::metrics::Metrics;
+use crate::model::{Event, Stream};
+use crate::pipeline::partition::{Accepted, Rejected};
+use crate::pipeline::Core;
+use dedup::Repeat;
+use std::sync::Arc;
+
+/// What a decoded event must satisfy before it may move a clock or count.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_future_skew_ms: i64,
+    pub min_event_ms: i64,
+    pub max_duration_ms: i64,
+    pub max_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_future_skew_ms: 3_600_000,
+            min_event_ms: 946_684_800_000, // 2000-01-01
+            max_duration_ms: 86_400_000,
+            max_ids: 5_000_000,
+        }
+    }
+}
+
+/// The latest instant a ClickHouse `DateTime` holds (2106-02-07T06:28:15Z); later event
+/// times would be clamped there silently.
+pub const MAX_EVENT_MS: i64 = 4_294_967_295_000;
+
+/// One message as a source read it.
+pub struct Message<'a> {
+    pub stream: Stream,
+    pub partition: i32,
+    pub offset: i64,
+    /// The Kafka record's timestamp, when the source has one.
+    pub timestamp_ms: Option<i64>,
+    pub payload: &'a [u8],
+}
+
+/// Why a message goes to the dead-letter path; `detail` never quotes a comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Checks an event against the limits: its time within range, its durations bounded.
+pub fn check(ev: &Event, record_ms: Option<i64>, l: &Limits) -> Result<(), Reject> {
+    let (field, t) = match ev {
+        Event::Survey(s) => ("submitted_at", s.submitted_at_ms),
+        Event::Interaction(i) => ("ended_at", i.ended_at_ms),
+    };
+    let out_of_range = |why: String| Reject {
+        reason: "event_time_out_of_range",
+        detail: format!("{field} = {t} ms {why}"),
+    };
+    if t < l.min_event_ms {
+        return Err(out_of_range(format!(
+            "is before ingest.min_event_time ({} ms)",
+            l.min_event_ms
+        )));
+    }
+    if t > MAX_EVENT_MS {
+        return Err(out_of_range(
+            "is after 2106-02-07, past any window ClickHouse can store".into(),
+        ));
+    }
+    if let Some(r) = record_ms.filter(|&r| r > 0) {
+        if t > r.saturating_add(l.max_future_skew_ms) {
+            return Err(out_of_range(format!(
+                "is {} s ahead of its Kafka record's timestamp {r} ms (ingest.max_future_skew = {} s)",
+                t.saturating_sub(r) / 1000,
+                l.max_future_skew_ms / 1000
+            )));
+        }
+    }
+    if let Event::Interaction(i) = ev {
+        for (name, v) in [
+            ("talk_ms", i.talk_ms),
+            ("hold_ms", i.hold_ms),
+            ("wrap_ms", i.wrap_ms),
+        ] {
+            if v > l.max_duration_ms {
+                return Err(Reject {
+                    reason: "out_of_range",
+                    detail: format!(
+                        "{name} = {v} exceeds ingest.max_duration ({} ms)",
+                        l.max_duration_ms
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts of one source's run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub consumed: u64,
+    pub dead_lettered: u64,
+    pub late: u64,
+    pub revised: u64,
+    pub duplicates: u64,
+}
+
+pub struct Ingest {
+    metrics: Arc<Metrics>,
+    topics: [String; 2],
+    pub tally: Tally,
+}
+
+impl Ingest {
+    pub fn new(metrics: Arc<Metrics>, topics: [String; 2]) -> Self {
+        Ingest {
+            metrics,
+            topics,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Runs one message through the step. `Ok(None)`: folded. `Ok(Some(reject))`: the
+    /// caller sends it to the dead-letter path. `Err`: the registry is unreachable and the
+    /// same message must be tried again (nothing was counted).
+    pub fn ingest(
+        &mut self,
+        decoder: &mut Decoder,
+        core: &mut Core,
+        m: &Message<'_>,
+    ) -> Result<Option<Reject>, DecodeError> {
+        let decoded = match decoder.decode(m.stream, m.payload) {
+            Err(e) if e.is_retryable() => return Err(e),
+            other => other,
+        };
+        self.tally.consumed += 1;
+        let topic = &self.topics[m.stream as usize];
+        let verdict = match decoded {
+            Err(e) => {
+                self.metrics
+                    .decode_errors
+                    .with_label_values(&[topic.as_str(), e.reason()])
+                    .inc();
+                Err(Reject {
+                    reason: e.reason(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(ev) => match check(&ev, m.timestamp_ms, &core.settings.limits) {
+                Err(r) => Err(r),
+                Ok(()) => self.fold(core, m, ev),
+            },
+        };
+        match verdict {
+            Ok(()) => Ok(None),
+            Err(r) => {
+                // The offset is consumed either way, so the committed position moves on.
+                core.skip(m.stream, m.partition, m.offset);
+                self.tally.dead_lettered += 1;
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[r.reason])
+                    .inc();
+                Ok(Some(r))
+            }
+        }
+    }
+
+    fn fold(&mut self, core: &mut Core, m: &Message<'_>, ev: Event) -> Result<(), Reject> {
+        let label = m.stream.label();
+        match core.process(m.partition, m.offset, ev) {
+            Ok(Accepted::OnTime) => Ok(()),
+            Ok(Accepted::Late) => {
+                self.tally.revised += 1;
+                self.metrics.revised.with_label_values(&[label]).inc();
+                Ok(())
+            }
+            Err(Rejected::TooLate {
+                event_ms,
+                horizon_ms,
+            }) => {
+                self.tally.late += 1;
+                self.metrics.late.with_label_values(&[label]).inc();
+                Err(Reject {
+                    reason: "too_late",
+                    detail: format!(
+                        "event time {event_ms} ms is behind the partition's late horizon {horizon_ms} ms"
+                    ),
+                })
+            }
+            Err(Rejected::Duplicate(how)) => {
+                self.tally.duplicates += 1;
+                self.metrics.duplicates.with_label_values(&[label]).inc();
+                let id = match m.stream {
+                    Stream::Survey => "response_id",
+                    Stream::Interaction => "interaction_id",
+                };
+                Err(Reject {
+                    reason: "duplicate",
+                    detail: match how {
+                        Repeat::Identical => format!("{id} already delivered (identical content); the first delivery counts"),
+                        Repeat::Differs => format!("{id} already delivered with different content; the first delivery counts"),
+                    },
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
