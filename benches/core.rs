@@ -240,7 +240,7 @@ fn core_path(c: &mut Criterion) {
             let mut rows = 0;
             for (n, m) in msgs.iter().enumerate() {
                 if let Ok(ev) = d.decode(m.stream, &m.payload) {
-                    let _ = core.process(m.partition, m.offset, ev);
+                    let _ = core.process(m.partition, m.offset, ev, &m.payload);
                 }
                 if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
                     core.advance_all();

@@ -66,7 +66,12 @@ async fn metrics_endpoint_serves_correct_counters_in_valid_exposition() {
     for g in events.iter().flat_map(|g| [g, g]) {
         let o = offsets.entry(g.stream).or_insert(0i64);
         *o += 1;
-        let r = core.process(0, *o - 1, g.event.clone());
+        let r = core.process(
+            0,
+            *o - 1,
+            g.event.clone(),
+            format!("{:?}", g.event).as_bytes(),
+        );
         assert_eq!(
             r.is_err(),
             *o % 2 == 0,

@@ -8,8 +8,9 @@
 //! rejected as too late anyway. A cap bounds memory; past it the oldest go first. Both rules
 //! depend only on the partition's order, so a replay decides exactly as the first run did.
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ pub enum Repeat {
 pub struct IdSet {
     order: VecDeque<Seen>,
     /// id -> (content hash, event time) of its first delivery.
-    index: HashMap<u128, (u64, i64)>,
+    index: FxHashMap<u128, (u64, i64)>,
 }
 
 impl Serialize for IdSet {
@@ -63,7 +64,7 @@ impl IdSet {
     /// Records `id` unless it was seen with an event time at or after `horizon_ms`; ids
     /// older than that are forgotten (the front of the arrival order at once, the rest when
     /// they reach it), and beyond `cap` the oldest arrivals go first. `content` is the
-    /// decoded event's encoding, compared on a repeat.
+    /// message payload, compared on a repeat.
     pub fn check(
         &mut self,
         id: &str,

@@ -178,7 +178,7 @@ impl Ingest {
 
     fn fold(&mut self, core: &mut Core, m: &Message<'_>, ev: Event) -> Result<(), Reject> {
         let label = m.stream.label();
-        match core.process(m.partition, m.offset, ev) {
+        match core.process(m.partition, m.offset, ev, m.payload) {
             Ok(Accepted::OnTime) => Ok(()),
             Ok(Accepted::Late) => {
                 self.tally.revised += 1;

@@ -29,8 +29,6 @@ pub struct Core {
     pub settings: Settings,
     parts: BTreeMap<i32, PartitionState>,
     out: Outputs,
-    /// Reused buffer for an event's canonical encoding (compared when its id repeats).
-    scratch: Vec<u8>,
 }
 
 impl Core {
@@ -39,7 +37,6 @@ impl Core {
             settings,
             parts: BTreeMap::new(),
             out: Outputs::default(),
-            scratch: Vec::new(),
         }
     }
 
@@ -69,31 +66,23 @@ impl Core {
     }
 
     /// Folds one validated event (see `crate::ingest` for the step that calls this).
+    /// `content` is the message payload, compared when the event's id repeats.
     pub fn process(
         &mut self,
         partition: i32,
         offset: i64,
         event: Event,
+        content: &[u8],
     ) -> Result<Accepted, Rejected> {
         let st = &self.settings;
         let ps = self
             .parts
             .entry(partition)
             .or_insert_with(|| PartitionState::new(partition));
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let r = match event {
-            Event::Survey(s) => {
-                buf = postcard::to_extend(&s, buf).unwrap_or_default();
-                ps.on_survey(s, offset, &buf, st, &mut self.out)
-            }
-            Event::Interaction(i) => {
-                buf = postcard::to_extend(&i, buf).unwrap_or_default();
-                ps.on_interaction(i, offset, &buf, st, &mut self.out)
-            }
-        };
-        self.scratch = buf;
-        r
+        match event {
+            Event::Survey(s) => ps.on_survey(s, offset, content, st, &mut self.out),
+            Event::Interaction(i) => ps.on_interaction(i, offset, content, st, &mut self.out),
+        }
     }
 
     /// Records a dead-lettered offset so the committed position moves past it.

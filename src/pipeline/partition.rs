@@ -335,12 +335,11 @@ impl PartitionState {
         let t = survey.submitted_at_ms;
         let now = s.attribution.as_ref().map(Handled::from);
         if !s.pending.late && now.is_some() {
-            let old = survey_partial(survey, false);
+            // Out of the unattributed rows, into its segment's, now counted as attributed.
+            let (from, to) = (dims::survey(survey, None), dims::survey(survey, now));
+            let (was, is) = (survey_partial(survey, false), survey_partial(survey, true));
             self.windows
-                .remove(t, &dims::survey(survey, None), &st.window, &old);
-            let new = survey_partial(survey, now.is_some());
-            self.windows
-                .add(t, &dims::survey(survey, now), &st.window, |x| x.merge(&new));
+                .move_event(t, (&from, &was), (&to, &is), &st.window);
         } else if s.pending.late {
             let p = survey_partial(survey, now.is_some());
             let (part, rev) = (

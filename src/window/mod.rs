@@ -177,18 +177,36 @@ impl WindowState {
         }
     }
 
-    /// Takes an earlier `add` back out (its survey was re-attributed). Only for events whose
-    /// windows are still open, which pending surveys guarantee by holding closing back.
-    pub fn remove(
+    /// Replaces an earlier `add` of `was` under `from` by `now` under `to` (a survey
+    /// settled). Groupings whose key is the same in both (overall, region) only get the
+    /// difference, which must be non-negative (`now` >= `was` field by field). Only for
+    /// events whose windows are still open, which pending surveys guarantee by holding
+    /// closing back.
+    pub fn move_event(
         &mut self,
         t: i64,
-        dims: &[&str; DIMENSIONS.len()],
+        (from, was): (&[&str; DIMENSIONS.len()], &Partial),
+        (to, now): (&[&str; DIMENSIONS.len()], &Partial),
         cfg: &WindowConfig,
-        p: &Partial,
     ) {
+        let mut delta = *now;
+        delta.subtract(was);
         let cell = window_start(t, cfg.cell_ms());
-        for &k in self.segments.keys_for(dims, &cfg.groupings) {
-            self.removals.entry((cell, k)).or_default().merge(p);
+        let mut old = [0u32; 32];
+        for (o, &k) in old
+            .iter_mut()
+            .zip(self.segments.keys_for(from, &cfg.groupings))
+        {
+            *o = k;
+        }
+        let new = self.segments.keys_for(to, &cfg.groupings);
+        for (&o, &n) in old.iter().zip(new) {
+            if o != n {
+                self.removals.entry((cell, o)).or_default().merge(was);
+                self.buffer.entry((cell, n)).or_default().merge(now);
+            } else if !delta.is_zero() {
+                self.buffer.entry((cell, n)).or_default().merge(&delta);
+            }
         }
     }
 

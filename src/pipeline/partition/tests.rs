@@ -297,7 +297,8 @@ fn run(
         }
         let k = next[s as usize];
         next[s as usize] += 1;
-        let _ = core.process(0, k as i64, topics[s as usize][k].clone());
+        let e = &topics[s as usize][k];
+        let _ = core.process(0, k as i64, e.clone(), format!("{e:?}").as_bytes());
         if advance_at.contains(&n) {
             core.advance(0);
             sink.take(core.take_outputs());
@@ -327,7 +328,7 @@ fn run(
         }
         for s in [Stream::Interaction, Stream::Survey] {
             for (k, e) in topics[s as usize].iter().enumerate().skip(at[s as usize]) {
-                let _ = core.process(0, k as i64, e.clone());
+                let _ = core.process(0, k as i64, e.clone(), format!("{e:?}").as_bytes());
                 core.advance(0);
                 sink.take(core.take_outputs());
             }
