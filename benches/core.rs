@@ -181,12 +181,12 @@ fn window(c: &mut Criterion) {
                         }
                     }
                     if n % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        w.drain_dirty(&st.window, 0, |u| out.push(u));
+                        w.drain_dirty(&st.window, |u| out.push(u));
                         rows += out.len();
                         out.clear();
                     }
                 }
-                w.close_until(i64::MAX, &st.window, 1, |u| out.push(u));
+                w.close_until(i64::MAX, &st.window, |u| out.push(u));
                 rows + out.len()
             })
         });
@@ -216,10 +216,10 @@ fn window_groupings(c: &mut Criterion) {
                         });
                     }
                     if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        w.drain_dirty(&cfg, 0, |_| rows += 1);
+                        w.drain_dirty(&cfg, |_| rows += 1);
                     }
                 }
-                w.close_until(i64::MAX, &cfg, 1, |_| rows += 1);
+                w.close_until(i64::MAX, &cfg, |_| rows += 1);
                 rows
             })
         });

@@ -95,7 +95,7 @@ fn main() {
             }
         }
         let mut emitted = 0usize;
-        w.drain_dirty(&st.window, 0, |_| emitted += 1);
+        w.drain_dirty(&st.window, |_| emitted += 1);
         let window_bytes = live() - before;
         println!(
             "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",

@@ -8,7 +8,9 @@
 //! - [`join`]: survey -> contact attribution state (bounded, deterministic).
 //! - [`window`]: tumbling windows over grouping sets; [`window::aggregate`] the mergeable
 //!   partial states (NPS, CSAT, AHT).
-//! - [`pipeline`]: per-partition state tying clocks, join and windows together; no I/O.
+//! - [`ingest`]: the one step both sources run: decode, validate, fold, route rejects.
+//! - [`pipeline`]: per-partition state tying clocks, join and windows together; no I/O;
+//!   [`pipeline::checkpoint`] the checkpoint format.
 //! - [`source`]: the Kafka job (at-least-once, checkpointed) and the embedded demo.
 //! - [`sink`]: ClickHouse DDL, version adaptation, batched inserts, checkpoints.
 //! - [`metrics`]: Prometheus registry and the /metrics endpoint.
@@ -17,9 +19,10 @@
 //! # Delivery
 //! Per partition pair, rows are written, then the state is checkpointed (with the offsets
 //! it covers) to ClickHouse, then offsets are committed. On assignment the checkpoint is
-//! restored and consumption resumes exactly after it. Processing is deterministic per
-//! partition, so rows re-emitted after a crash are identical to the lost ones, and window
-//! versions only grow, so `FINAL` reads equal an offline recomputation.
+//! restored and consumption resumes exactly after it. What rows finally hold is a function
+//! of each topic-partition's order, never of timing or interleaving (README, Semantics), and
+//! a window row's version counts the operations applied to it, so `FINAL` reads equal an
+//! offline recomputation.
 
 pub mod codec;
 pub mod config;

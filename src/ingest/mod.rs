@@ -177,7 +177,8 @@ impl Ingest {
     }
 
     fn fold(&mut self, core: &mut Core, m: &Message<'_>, ev: Event) -> Result<(), Reject> {
-        let label = m.stream.label();
+        // Every per-topic metric is labelled with the topic's name, as cx_consumed_total is.
+        let label = self.topics[m.stream as usize].as_str();
         match core.process(m.partition, m.offset, ev, m.payload) {
             Ok(Accepted::OnTime) => Ok(()),
             Ok(Accepted::Late) => {

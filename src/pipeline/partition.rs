@@ -162,16 +162,6 @@ impl PartitionState {
         self.windows.snapshot(&st.window)
     }
 
-    /// Row version for emissions now: grows with the offsets folded, so a later state of a
-    /// row always replaces an earlier one, even when a revision made it smaller.
-    fn version(&self, is_final: bool) -> u64 {
-        let off = |s: Stream| u64::try_from(self.clocks[s as usize].next_offset).unwrap_or(0);
-        off(Stream::Survey)
-            .saturating_add(off(Stream::Interaction))
-            .saturating_mul(2)
-            .saturating_add(u64::from(is_final))
-    }
-
     /// Lateness, then repeats, then the clock. Rejected events never move a clock.
     fn accept(
         &mut self,
@@ -296,11 +286,10 @@ impl PartitionState {
             self.settled(s, st, out);
         }
         let pending = self.join.earliest_pending_ms().unwrap_or(i64::MAX);
-        let (p, version) = (self.partition, self.version(true));
+        let p = self.partition;
         self.windows.close_until(
             survey_floor.min(contact_floor).min(pending),
             &st.window,
-            version,
             |u| out.windows.push((p, u)),
         );
         self.join.evict_before(
@@ -364,9 +353,9 @@ impl PartitionState {
 
     /// Emits open windows changed since the last flush.
     pub fn drain(&mut self, st: &Settings, out: &mut Outputs) {
-        let (p, version) = (self.partition, self.version(false));
+        let p = self.partition;
         self.windows
-            .drain_dirty(&st.window, version, |u| out.windows.push((p, u)));
+            .drain_dirty(&st.window, |u| out.windows.push((p, u)));
     }
 }
 

@@ -91,11 +91,27 @@ pub fn correction_id(stream: crate::model::Stream, offset: i64) -> u64 {
     (u64::try_from(offset).unwrap_or(0) << 1 | stream as u64).saturating_add(1)
 }
 
-/// One open row: its state and whether it changed since it was last emitted.
+/// One open row: its state, the operations applied to it, and whether it changed since it
+/// was last emitted.
 #[derive(Clone, Copy, Default)]
 struct Slot {
     partial: Partial,
     dirty: bool,
+    ops: u64,
+}
+
+/// Changes to one (cell, row) since the last roll-up, and how many operations made them.
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+struct Pend {
+    p: Partial,
+    ops: u64,
+}
+
+impl Pend {
+    fn apply(&mut self, p: &Partial) {
+        self.p.merge(p);
+        self.ops += 1;
+    }
 }
 
 /// Open windows of one size, by end time, then group key.
@@ -109,9 +125,9 @@ type Ends = BTreeMap<i64, FxHashMap<u32, Slot>>;
 pub struct WindowState {
     segments: Segments,
     /// (start of the gcd-sized cell, group key) -> events since the last roll-up.
-    buffer: FxHashMap<(i64, u32), Partial>,
+    buffer: FxHashMap<(i64, u32), Pend>,
     /// Revisions since the last roll-up: what to take out of rows (applied after `buffer`).
-    removals: FxHashMap<(i64, u32), Partial>,
+    removals: FxHashMap<(i64, u32), Pend>,
     /// Per window size (ms), its open windows.
     open: Vec<(i64, Ends)>,
     dirty: Vec<(i64, i64, u32)>,
@@ -173,7 +189,9 @@ impl WindowState {
     ) {
         let cell = window_start(t, cfg.cell_ms());
         for &k in self.segments.keys_for(dims, &cfg.groupings) {
-            fold(self.buffer.entry((cell, k)).or_default());
+            let e = self.buffer.entry((cell, k)).or_default();
+            fold(&mut e.p);
+            e.ops += 1;
         }
     }
 
@@ -202,10 +220,10 @@ impl WindowState {
         let new = self.segments.keys_for(to, &cfg.groupings);
         for (&o, &n) in old.iter().zip(new) {
             if o != n {
-                self.removals.entry((cell, o)).or_default().merge(was);
-                self.buffer.entry((cell, n)).or_default().merge(now);
-            } else if !delta.is_zero() {
-                self.buffer.entry((cell, n)).or_default().merge(&delta);
+                self.removals.entry((cell, o)).or_default().apply(was);
+                self.buffer.entry((cell, n)).or_default().apply(now);
+            } else {
+                self.buffer.entry((cell, n)).or_default().apply(&delta);
             }
         }
     }
@@ -262,10 +280,11 @@ impl WindowState {
                         Slot::default()
                     });
                     if take_out {
-                        slot.partial.subtract(p);
+                        slot.partial.subtract(&p.p);
                     } else {
-                        slot.partial.merge(p);
+                        slot.partial.merge(&p.p);
                     }
+                    slot.ops = slot.ops.saturating_add(p.ops);
                     if !slot.dirty {
                         slot.dirty = true;
                         dirty.push((size, end, key));
@@ -305,13 +324,8 @@ impl WindowState {
         }
     }
 
-    /// Emits every window changed since the last call, at `version`.
-    pub fn drain_dirty(
-        &mut self,
-        cfg: &WindowConfig,
-        version: u64,
-        mut emit: impl FnMut(WindowUpdate),
-    ) {
+    /// Emits every window changed since the last call.
+    pub fn drain_dirty(&mut self, cfg: &WindowConfig, mut emit: impl FnMut(WindowUpdate)) {
         self.roll_up(cfg);
         for (size, end, key) in std::mem::take(&mut self.dirty) {
             let slot = self
@@ -322,18 +336,18 @@ impl WindowState {
                 .and_then(|rows| rows.get_mut(&key));
             if let Some(slot) = slot {
                 slot.dirty = false;
-                let p = slot.partial;
+                let (p, version) = (slot.partial, slot.ops.saturating_mul(2));
                 emit(self.update(size, end, key, p, false, version));
             }
         }
     }
 
-    /// Emits as final (at `version`) and forgets every window ending at or before `floor`.
+    /// Emits as final and forgets every window ending at or before `floor`; a final
+    /// emission beats the open one with the same operations.
     pub fn close_until(
         &mut self,
         floor: i64,
         cfg: &WindowConfig,
-        version: u64,
         mut emit: impl FnMut(WindowUpdate),
     ) {
         self.roll_up(cfg);
@@ -344,16 +358,16 @@ impl WindowState {
                     break;
                 }
                 let (end, rows) = e.remove_entry();
-                closed.extend(
-                    rows.into_iter()
-                        .map(|(k, slot)| (*size, end, k, slot.partial)),
-                );
+                closed.extend(rows.into_iter().map(|(k, slot)| {
+                    let version = slot.ops.saturating_mul(2).saturating_add(1);
+                    (*size, end, k, slot.partial, version)
+                }));
             }
         }
         // Stable output order: by end, size, then group key.
-        closed.sort_unstable_by_key(|&(size, end, k, _)| (end, size, k));
+        closed.sort_unstable_by_key(|&(size, end, k, _, _)| (end, size, k));
         self.open_rows -= closed.len();
-        for (size, end, key, p) in closed {
+        for (size, end, key, p, version) in closed {
             emit(self.update(size, end, key, p, true, version));
         }
     }
@@ -378,9 +392,9 @@ impl WindowState {
 /// The checkpoint form: rows by full key, so it does not depend on this process's ids.
 #[derive(Serialize, Deserialize)]
 struct Saved {
-    rows: Vec<(WindowKey, Partial, bool)>,
-    buffer: Vec<(i64, WindowKey, Partial)>,
-    removals: Vec<(i64, WindowKey, Partial)>,
+    rows: Vec<(WindowKey, Partial, bool, u64)>,
+    buffer: Vec<(i64, WindowKey, Pend)>,
+    removals: Vec<(i64, WindowKey, Pend)>,
 }
 
 impl Serialize for WindowState {
@@ -390,13 +404,13 @@ impl Serialize for WindowState {
             for (&end, r) in ends {
                 for (&k, slot) in r {
                     let u = self.update(*size, end, k, slot.partial, false, 0);
-                    rows.push((u.key, u.partial, slot.dirty));
+                    rows.push((u.key, u.partial, slot.dirty, slot.ops));
                 }
             }
         }
-        let cells = |m: &FxHashMap<(i64, u32), Partial>| -> Vec<(i64, WindowKey, Partial)> {
+        let cells = |m: &FxHashMap<(i64, u32), Pend>| -> Vec<(i64, WindowKey, Pend)> {
             m.iter()
-                .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, *p, false, 0).key, *p))
+                .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, p.p, false, 0).key, *p))
                 .collect()
         };
         Saved {
@@ -412,13 +426,17 @@ impl<'de> Deserialize<'de> for WindowState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let saved = Saved::deserialize(d)?;
         let mut w = WindowState::default();
-        for (key, partial, dirty) in saved.rows {
+        for (key, partial, dirty, ops) in saved.rows {
             let k = w.segments.intern(key.grouping, &key.dims);
             let size = key.size_ms;
-            w.size_mut(size)
-                .entry(key.end_ms)
-                .or_default()
-                .insert(k, Slot { partial, dirty });
+            w.size_mut(size).entry(key.end_ms).or_default().insert(
+                k,
+                Slot {
+                    partial,
+                    dirty,
+                    ops,
+                },
+            );
             w.open_rows += 1;
             if dirty {
                 w.dirty.push((size, key.end_ms, k));
@@ -426,11 +444,15 @@ impl<'de> Deserialize<'de> for WindowState {
         }
         for (cell, key, p) in saved.buffer {
             let k = w.segments.intern(key.grouping, &key.dims);
-            w.buffer.entry((cell, k)).or_default().merge(&p);
+            let e = w.buffer.entry((cell, k)).or_default();
+            e.p.merge(&p.p);
+            e.ops += p.ops;
         }
         for (cell, key, p) in saved.removals {
             let k = w.segments.intern(key.grouping, &key.dims);
-            w.removals.entry((cell, k)).or_default().merge(&p);
+            let e = w.removals.entry((cell, k)).or_default();
+            e.p.merge(&p.p);
+            e.ops += p.ops;
         }
         Ok(w)
     }

@@ -35,13 +35,13 @@ fn one_event_touches_sizes_times_groupings_and_closes_in_end_order() {
     w.add(30_000, &dims("a"), &c, |p| p.add_contact(1, 2, 3));
     w.add(90_000, &dims("b"), &c, |p| p.add_contact(1, 0, 0));
     let mut out = Vec::new();
-    w.drain_dirty(&c, 2, |u| out.push(u));
+    w.drain_dirty(&c, |u| out.push(u));
     assert_eq!(w.open_len(), 2 * 2 + 2 + 1); // 1m: 2 windows x 2 rows; 1h: overall + 2 teams
     assert_eq!(out.len(), 7);
     out.clear();
-    w.drain_dirty(&c, 2, |u| out.push(u));
+    w.drain_dirty(&c, |u| out.push(u));
     assert!(out.is_empty(), "nothing changed since the last drain");
-    w.close_until(60_000, &c, 3, |u| out.push(u));
+    w.close_until(60_000, &c, |u| out.push(u));
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|u| u.is_final && u.key.end_ms == 60_000));
     let overall = out.iter().find(|u| u.key.grouping == 0).map(|u| u.partial);
@@ -114,7 +114,7 @@ mod buffered_equals_direct {
             let mut out = Vec::new();
             for (n, &(t, team, agent, talk)) in evs.iter().enumerate() {
                 if cuts.contains(&n) {
-                    w.drain_dirty(&c, 2, |u| out.push(u));
+                    w.drain_dirty(&c, |u| out.push(u));
                     let bytes = postcard::to_allocvec(&w).unwrap_or_default();
                     w = postcard::from_bytes(&bytes).unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -123,7 +123,7 @@ mod buffered_equals_direct {
                 w.add(t, &dims, &c, |p| p.add_contact(u64::from(talk), 0, 0));
             }
             let mut finals = Vec::new();
-            w.close_until(i64::MAX, &c, 3, |u| finals.push(u));
+            w.close_until(i64::MAX, &c, |u| finals.push(u));
             prop_assert_eq!(w.open_len(), 0);
             let got: BTreeMap<_, _> = finals.iter().map(|u| (key_of(u), u.partial)).collect();
             prop_assert_eq!(got.len(), finals.len(), "a row was emitted final twice");

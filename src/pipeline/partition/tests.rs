@@ -272,16 +272,17 @@ impl Sink {
 
 /// Feeds `order` (indices into the two topics, each topic's own order preserved),
 /// advancing at the given points, round-tripping checkpoints and ending a bounded run
-/// part-way (finish, checkpoint, new core) when asked. `crash_at`: a checkpoint is taken
-/// there, processing goes on to the end writing rows, then the process "dies" and the rest
-/// is replayed from that checkpoint in another interleaving (contacts first).
+/// part-way (finish, checkpoint, new core) when asked. `crash`: (at, len): a checkpoint is
+/// taken at `at`, processing goes on for `len` more events writing rows, then the process
+/// "dies" and the rest is replayed from that checkpoint in another interleaving (contacts
+/// first).
 fn run(
     topics: &[Vec<Event>; 2],
     order: &[Stream],
     advance_at: &[usize],
     checkpoint_at: &[usize],
     bounded_stop: Option<usize>,
-    crash_at: Option<usize>,
+    crash: Option<(usize, usize)>,
 ) -> Sink {
     let st = settings();
     let mut core = Core::new(st.clone());
@@ -289,7 +290,10 @@ fn run(
     let mut next = [0usize; 2];
     let mut saved: Option<(Vec<u8>, [usize; 2])> = None;
     for (n, &s) in order.iter().enumerate() {
-        if crash_at == Some(n) {
+        if crash.is_some_and(|(at, len)| n == at + len) && saved.is_some() {
+            break;
+        }
+        if crash.is_some_and(|(at, _)| at == n) {
             let bytes = core
                 .partition(0)
                 .map(|ps| checkpoint::encode(ps, &st).unwrap_or_else(|e| panic!("{e}")));
@@ -390,7 +394,7 @@ mod any_interleaving {
             advance_at in proptest::collection::vec(0usize..80, 0..10),
             checkpoint_at in proptest::collection::vec(0usize..80, 0..3),
             bounded_stop in proptest::option::of(0usize..80),
-            crash_at in proptest::option::of(0usize..80),
+            crash in proptest::option::of((0usize..80, 0usize..40)),
         ) {
             let t = topics(&surveys, &contacts);
             // Reference: all surveys first, then all contacts, one advance at the end.
@@ -407,7 +411,7 @@ mod any_interleaving {
                 if take_survey { a -= 1; order.push(Stream::Survey) } else { b -= 1; order.push(Stream::Interaction) }
             }
             let one = run(&t, &reference, &[], &[], None, None);
-            let other = run(&t, &order, &advance_at, &checkpoint_at, bounded_stop, crash_at);
+            let other = run(&t, &order, &advance_at, &checkpoint_at, bounded_stop, crash);
             prop_assert_eq!(one.summed(), other.summed());
             prop_assert_eq!(&one.facts, &other.facts);
         }

@@ -1,6 +1,6 @@
 -- Partial aggregates per window x grouping set x dimension values x source partition x
 -- revision. Revision 0 is the window's own row, holding the on-time events; `version`
--- grows with the input offsets, so FINAL keeps its newest state. Every late event (behind
+-- counts the operations applied to it, so FINAL keeps its complete state. Every late event (behind
 -- its stream's floor, within window.late_horizon) adds correction rows of its own
 -- (revision = its source record), final at once. Sum across revisions, partitions (and
 -- dimension values) at query time:
