@@ -39,7 +39,7 @@ fn raw(s: &Setup, run: &str, expected: usize, dead_letter_every: Option<usize>) 
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &cfg.kafka.brokers);
-    let dlq = DeadLetterProducer::new(&client, &s.topics[2])
+    let dlq = DeadLetterProducer::new(&client, &s.topics[2], cfg.kafka.dead_letter_max_bytes)
         .unwrap_or_else(|e| panic!("dead-letter producer: {e}"));
     consumer
         .subscribe(&[&s.topics[0], &s.topics[1]])

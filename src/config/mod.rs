@@ -55,6 +55,10 @@ pub struct KafkaConfig {
     pub survey_topic: String,
     pub interaction_topic: String,
     pub dead_letter_topic: String,
+    /// Largest payload a dead letter carries; a bigger one is cut to this size (headers say
+    /// so), so a message the producer or broker would refuse never stops the job. Keep the
+    /// dead-letter topic's `max.message.bytes` above it.
+    pub dead_letter_max_bytes: usize,
     /// Passed to librdkafka as is (security.protocol, sasl.mechanism, ssl.ca.location, ...).
     pub client: BTreeMap<String, String>,
     /// Consumer-only librdkafka settings (session.timeout.ms, fetch.max.bytes, ...).
@@ -78,6 +82,7 @@ impl Default for KafkaConfig {
             survey_topic: "survey-responses".into(),
             interaction_topic: "support-interactions".into(),
             dead_letter_topic: "cx-dead-letter".into(),
+            dead_letter_max_bytes: 900_000,
             client: BTreeMap::new(),
             consumer: BTreeMap::new(),
             sasl_password: None,
@@ -325,6 +330,9 @@ impl Config {
             if v.trim().is_empty() {
                 errs.push(format!("{key} must not be empty"));
             }
+        }
+        if !(1024..=100_000_000).contains(&k.dead_letter_max_bytes) {
+            errs.push("kafka.dead_letter_max_bytes must be between 1024 and 100000000".into());
         }
         if k.survey_topic == k.interaction_topic {
             errs.push("kafka.interaction_topic must differ from kafka.survey_topic".into());

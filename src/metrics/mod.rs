@@ -2,14 +2,17 @@
 //! integers and apply them once per batch, so no label lookup happens per event. Business
 //! labels are low-cardinality dimensions only, capped by `metrics.max_label_sets`.
 
+mod business;
 pub mod server;
+
+pub use business::Business;
 
 use crate::pipeline::partition::Outputs;
 use prometheus::{
     CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 pub struct Metrics {
@@ -229,37 +232,26 @@ impl Metrics {
         ["other".into(), "other".into(), "other".into()]
     }
 
-    /// Applies a batch's business counters with one label lookup per distinct segment.
+    /// Applies a batch's business counters at once (the embedded demo, which keeps no
+    /// checkpoints) and its evictions.
     pub fn record_business(&self, out: &Outputs) {
-        #[derive(Default)]
-        struct S {
-            n: u64,
-            classes: [u64; 3],
-            csat: u64,
-            sat: u64,
+        self.record(&Business::of(out.surveys.iter(), out.contacts.iter()));
+        self.record_evicted(out);
+    }
+
+    /// Join evictions: a health counter, recorded when they happen.
+    pub fn record_evicted(&self, out: &Outputs) {
+        if out.join_evicted > 0 {
+            self.join
+                .with_label_values(&["evicted"])
+                .inc_by(out.join_evicted);
         }
-        let mut surveys: HashMap<[&str; 3], S> = HashMap::new();
-        // Provisional facts (a bounded run's unsettled surveys) are counted when they settle.
-        for f in out.surveys.iter().filter(|f| f.is_final) {
-            let s = &f.resolved.survey;
-            let a = f.resolved.attribution.as_ref();
-            let key = [
-                s.region.as_deref().unwrap_or(crate::model::UNKNOWN),
-                a.map_or(crate::model::UNATTRIBUTED, |a| a.channel.as_str()),
-                a.map_or(crate::model::UNATTRIBUTED, |a| a.bucket.as_str()),
-            ];
-            let e = surveys.entry(key).or_default();
-            e.n += 1;
-            if let Some(n) = s.nps_score {
-                e.classes[crate::model::NpsClass::of(n) as usize] += 1;
-            }
-            if let Some(c) = s.csat_score {
-                e.csat += 1;
-                e.sat += u64::from(c >= 4);
-            }
-        }
-        for (key, s) in surveys {
-            let l = self.capped(key);
+    }
+
+    /// Applies business counts with one label lookup per distinct segment.
+    pub fn record(&self, b: &Business) {
+        for (key, s) in &b.surveys {
+            let l = self.capped([&key[0], &key[1], &key[2]]);
             let l: [&str; 3] = [&l[0], &l[1], &l[2]];
             self.responses.with_label_values(&l).inc_by(s.n);
             for (i, class) in ["promoter", "passive", "detractor"].iter().enumerate() {
@@ -274,43 +266,21 @@ impl Metrics {
                 self.csat_satisfied.with_label_values(&l).inc_by(s.sat);
             }
         }
-        let mut contacts: HashMap<[&str; 3], (u64, u64)> = HashMap::new();
-        for f in &out.contacts {
-            let i = &f.interaction;
-            let e = contacts
-                .entry([&i.team, &i.channel, &i.bucket])
-                .or_default();
-            e.0 += 1;
-            e.1 += i.handle_ms() as u64;
-        }
-        for (key, (n, ms)) in contacts {
-            let l = self.capped(key);
+        for (key, (n, ms)) in &b.contacts {
+            let l = self.capped([&key[0], &key[1], &key[2]]);
             let l: [&str; 3] = [&l[0], &l[1], &l[2]];
-            self.contacts.with_label_values(&l).inc_by(n);
+            self.contacts.with_label_values(&l).inc_by(*n);
             self.handle_seconds
                 .with_label_values(&l)
-                .inc_by(ms as f64 / 1000.0);
-        }
-        let mut matched = [0u64; 3];
-        for f in out.surveys.iter().filter(|f| f.is_final) {
-            matched[match f.resolved.attribution.as_ref().map(|a| a.matched_by) {
-                Some(crate::model::MatchKind::Ticket) => 0,
-                Some(crate::model::MatchKind::Customer) => 1,
-                None => 2,
-            }] += 1;
+                .inc_by(*ms as f64 / 1000.0);
         }
         for (i, r) in ["matched_ticket", "matched_customer", "unattributed"]
             .iter()
             .enumerate()
         {
-            if matched[i] > 0 {
-                self.join.with_label_values(&[r]).inc_by(matched[i]);
+            if b.matched[i] > 0 {
+                self.join.with_label_values(&[r]).inc_by(b.matched[i]);
             }
-        }
-        if out.join_evicted > 0 {
-            self.join
-                .with_label_values(&["evicted"])
-                .inc_by(out.join_evicted);
         }
     }
 

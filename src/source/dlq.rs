@@ -1,5 +1,11 @@
 //! Dead-letter producer: the original payload and key, with headers naming the reason and
 //! where the message came from. Deliveries are confirmed before offsets are committed.
+//!
+//! A dead letter must never stop the job: a payload bigger than `kafka.dead_letter_max_bytes`
+//! (a 1.5 MB garbage message the producer would refuse) is cut to that size, with headers
+//! `payload_truncated` and `payload_size`; the source offset in the headers still points at
+//! the original. Otherwise the same message would stop every instance that takes the
+//! partition over.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -45,25 +51,38 @@ pub struct DeadLetterProducer {
     producer: ThreadedProducer<Ctx>,
     topic: String,
     counter: Arc<DeliveryCounter>,
+    max_bytes: usize,
 }
 
+/// Room left for key and headers under the producer's `message.max.bytes`.
+const KEY_AND_HEADERS: usize = 64 * 1024;
+
 impl DeadLetterProducer {
-    pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, KafkaError> {
+    pub fn new(client: &ClientConfig, topic: &str, max_bytes: usize) -> Result<Self, KafkaError> {
         let counter = Arc::new(DeliveryCounter::default());
         let mut c = client.clone();
         c.set("enable.idempotence", "true").set("linger.ms", "500");
+        // The producer must accept what the cut allows, key and headers included.
+        let limit = max_bytes.saturating_add(KEY_AND_HEADERS).max(1_000_000);
+        c.set("message.max.bytes", limit.to_string());
         let producer = c.create_with_context(Ctx(counter.clone()))?;
         Ok(DeadLetterProducer {
             producer,
             topic: topic.to_string(),
             counter,
+            max_bytes,
         })
     }
 
     pub fn send(&self, d: &DeadLetter<'_>) -> Result<(), KafkaError> {
         let partition = d.partition.to_string();
         let offset = d.offset.to_string();
-        let headers = OwnedHeaders::new()
+        let size = d.payload.len().to_string();
+        let cut = d.payload.len() > self.max_bytes;
+        let payload = &d.payload[..d.payload.len().min(self.max_bytes)];
+        // Keys are ids; one bigger than this is garbage too, and is cut the same way.
+        let key = d.key.map(|k| &k[..k.len().min(KEY_AND_HEADERS / 2)]);
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "reason",
                 value: Some(d.reason),
@@ -84,10 +103,21 @@ impl DeadLetterProducer {
                 key: "source_offset",
                 value: Some(offset.as_str()),
             });
+        if cut {
+            headers = headers
+                .insert(Header {
+                    key: "payload_truncated",
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: "payload_size",
+                    value: Some(size.as_str()),
+                });
+        }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
-            .payload(d.payload)
+            .payload(payload)
             .headers(headers);
-        if let Some(k) = d.key {
+        if let Some(k) = key {
             record = record.key(k);
         }
         loop {

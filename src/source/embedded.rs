@@ -169,6 +169,7 @@ pub async fn run(
             }
             let out = core.take_outputs();
             flusher.write(&out).await.map_err(|e| e.to_string())?;
+            flusher.metrics.record_business(&out);
             summary.fold(&out);
             let t = ingest.tally;
             (summary.processed, summary.dead_lettered, summary.late) =

@@ -16,9 +16,9 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Records business metrics and writes the batch. Returns once ClickHouse acknowledged.
+    /// Writes the batch. Returns once ClickHouse acknowledged. Business counters are the
+    /// caller's: the Kafka job adds them when a checkpoint covers the facts.
     pub async fn write(&self, out: &Outputs) -> Result<(), SinkError> {
-        self.metrics.record_business(out);
         let Some(sink) = &self.sink else {
             return Ok(());
         };

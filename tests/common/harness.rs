@@ -28,6 +28,8 @@ pub struct Opts<'a> {
     pub checkpoint_interval: &'a str,
     /// `window.late_horizon`, in hours.
     pub late_horizon_h: i64,
+    /// `metrics.listen` ("" = off).
+    pub metrics_listen: &'a str,
 }
 
 impl Default for Opts<'_> {
@@ -36,6 +38,7 @@ impl Default for Opts<'_> {
             brokers: None,
             checkpoint_interval: "10s",
             late_horizon_h: 2,
+            metrics_listen: "",
         }
     }
 }
@@ -98,9 +101,14 @@ period = "1s"
 max_rows = 20000
 checkpoint_interval = "{}"
 [metrics]
-listen = ""
+listen = "{}"
 "#,
-        topics.0, topics.1, topics.2, opts.late_horizon_h, opts.checkpoint_interval
+        topics.0,
+        topics.1,
+        topics.2,
+        opts.late_horizon_h,
+        opts.checkpoint_interval,
+        opts.metrics_listen
     );
     std::fs::write(config.path(), toml).unwrap_or_else(|e| panic!("{e}"));
     Setup {

@@ -239,6 +239,25 @@ pub async fn produce_keys(
 
 /// Reads a whole topic; returns (reason, source_topic, source_partition, source_offset).
 pub fn read_dead_letters(brokers: &str, topic: &str) -> Vec<(String, String, i32, i64)> {
+    read_dead_letter_records(brokers, topic)
+        .into_iter()
+        .map(|(h, _)| {
+            let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+            (
+                get("reason"),
+                get("source_topic"),
+                get("source_partition").parse().unwrap_or(-1),
+                get("source_offset").parse().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+/// Reads a whole topic; returns every record's headers and payload length.
+pub fn read_dead_letter_records(
+    brokers: &str,
+    topic: &str,
+) -> Vec<(HashMap<String, String>, usize)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("dlq-reader"))
@@ -265,13 +284,7 @@ pub fn read_dead_letters(brokers: &str, topic: &str) -> Vec<(String, String, i32
                 );
             }
         }
-        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
-        out.push((
-            get("reason"),
-            get("source_topic"),
-            get("source_partition").parse().unwrap_or(-1),
-            get("source_offset").parse().unwrap_or(-1),
-        ));
+        out.push((h, m.payload().map_or(0, <[u8]>::len)));
     }
     out
 }

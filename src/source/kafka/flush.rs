@@ -5,6 +5,7 @@
 
 use super::setup::cached_high_watermark;
 use super::{JobError, Run};
+use crate::metrics::Business;
 use crate::model::Stream;
 use crate::pipeline::checkpoint;
 use crate::sink::clickhouse::now_s;
@@ -23,6 +24,10 @@ impl Run<'_> {
         let started = Instant::now();
         let out = self.core.take_outputs();
         self.batch_bytes = 0;
+        self.job.metrics.record_evicted(&out);
+        for (p, b) in Business::by_partition(&out) {
+            self.business.entry(p).or_default().merge(b);
+        }
         // One insert in flight: wait for the previous batch's, then start this one and go
         // back to consuming. Window rows carry versions and facts are deduplicated by id, so
         // the order two batches land in does not matter; a checkpoint waits for both.
@@ -104,6 +109,12 @@ impl Run<'_> {
             .block_on(self.job.sink.insert("checkpoints", &rows))?;
         self.last_checkpoint = Instant::now();
         self.job.metrics.checkpoints.inc_by(rows.len() as u64);
+        // These facts can no longer be replayed: count them now, exactly once.
+        for r in &rows {
+            if let Some(b) = self.business.remove(&r.source_partition) {
+                self.job.metrics.record(&b);
+            }
+        }
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.commit(&tpl, commit) {
                 // The checkpoint already holds these offsets; the next assignment seeks to it.

@@ -14,7 +14,7 @@ use super::Flusher;
 use crate::codec::Decoder;
 use crate::config::{Config, Validated};
 use crate::ingest::{Ingest, Message};
-use crate::metrics::Metrics;
+use crate::metrics::{Business, Metrics};
 use crate::model::Stream;
 use crate::pipeline::checkpoint;
 use crate::pipeline::partition::PartitionState;
@@ -27,7 +27,7 @@ use rdkafka::message::Message as _;
 use rdkafka::Offset;
 pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,6 +94,8 @@ struct Run<'a> {
     checkpoint_due: BTreeSet<i32>,
     /// Payload bytes consumed since the last flush.
     batch_bytes: usize,
+    /// Business counts of facts written but not yet covered by a checkpoint, per partition.
+    business: BTreeMap<i32, Business>,
 }
 
 impl KafkaJob {
@@ -103,6 +105,7 @@ impl KafkaJob {
         let cc = consumer_config(&self.config);
         let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
             changes: Mutex::new(Vec::new()),
+            commit_errors: self.metrics.commit_errors.clone(),
         })?;
         let topics = [
             self.config.kafka.survey_topic.clone(),
@@ -111,7 +114,11 @@ impl KafkaJob {
         let partitions = check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
         self.check_checkpoints(partitions)?;
         consumer.subscribe(&[&topics[0], &topics[1]])?;
-        let dlq = DeadLetterProducer::new(&client, &self.config.kafka.dead_letter_topic)?;
+        let dlq = DeadLetterProducer::new(
+            &client,
+            &self.config.kafka.dead_letter_topic,
+            self.config.kafka.dead_letter_max_bytes,
+        )?;
         let flusher = Flusher {
             sink: Some(self.sink.clone()),
             metrics: self.metrics.clone(),
@@ -137,6 +144,7 @@ impl KafkaJob {
             last_checkpoint: Instant::now(),
             checkpoint_due: BTreeSet::new(),
             batch_bytes: 0,
+            business: BTreeMap::new(),
         };
         run.main_loop(&stop)?;
         let t = run.ingest.tally;
@@ -385,6 +393,9 @@ impl Run<'_> {
                         tracing::warn!(error = %e, "flush on revoke failed; the next owner replays from the last checkpoint");
                     }
                     for p in parts {
+                        // Counted already if that flush checkpointed; the next owner's
+                        // replay counts them otherwise.
+                        self.business.remove(&p);
                         self.core.remove(p);
                         self.assigned.remove(&p);
                         for s in Stream::ALL {

@@ -18,6 +18,9 @@ pub(super) enum Change {
 /// Records assignment changes; the loop acts on them right after `poll` returns.
 pub(super) struct Ctx {
     pub(super) changes: Mutex<Vec<Change>>,
+    /// `cx_commit_errors_total`: routine commits are asynchronous, so their failures only
+    /// arrive here.
+    pub(super) commit_errors: prometheus::IntCounter,
 }
 
 impl ClientContext for Ctx {
@@ -30,6 +33,14 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            // The checkpoint already holds these offsets; the next assignment seeks to it.
+            self.commit_errors.inc();
+            tracing::warn!(error = %e, "asynchronous offset commit failed");
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         let parts = |tpl: &TopicPartitionList| {
             tpl.elements()
@@ -137,4 +148,30 @@ pub(super) fn cached_high_watermark(c: &BaseConsumer<Ctx>, topic: &str, p: i32) 
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stub of the one fault a healthy test broker does not produce on demand: the
+    /// callback librdkafka makes when an asynchronous commit fails.
+    #[test]
+    fn failed_asynchronous_commits_are_counted() {
+        let counter = prometheus::IntCounter::new("c", "c").unwrap_or_else(|e| panic!("{e}"));
+        let ctx = Ctx {
+            changes: Mutex::new(Vec::new()),
+            commit_errors: counter.clone(),
+        };
+        let tpl = TopicPartitionList::new();
+        ctx.commit_callback(Ok(()), &tpl);
+        assert_eq!(counter.get(), 0);
+        ctx.commit_callback(
+            Err(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::RebalanceInProgress,
+            )),
+            &tpl,
+        );
+        assert_eq!(counter.get(), 1);
+    }
 }

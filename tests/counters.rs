@@ -1,0 +1,117 @@
+//! Prometheus business counters against real Kafka and ClickHouse: they advance only when
+//! a checkpoint covers the facts, so a crash and the replay after it count every fact
+//! exactly once across processes (the NPS alert reads these series).
+
+mod common;
+
+use common::check::{check, expected_for};
+use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: &str) -> String {
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    resp
+}
+
+fn sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Scrapes until the process answers (it starts serving before it joins the group).
+async fn scrape_when_up(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await {
+            drop(sock.shutdown().await);
+            return scrape(addr).await;
+        }
+        assert!(Instant::now() < deadline, "metrics endpoint never came up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_counters_count_each_fact_once_across_a_crash() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = format!("127.0.0.1:{port}");
+    let s = setup(
+        "counters",
+        Opts {
+            checkpoint_interval: "1h",
+            metrics_listen: &addr,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let evs = events(12_000, 41);
+    let landed = s.produce(&evs).await;
+    let exp = expected_for(&s, &evs, &all_visible(&landed));
+    let settled = exp.surveys.values().filter(|(_, fin)| *fin).count() as u64;
+
+    // A writes rows for a while but takes no checkpoint (1h interval), then dies: nothing
+    // it wrote may have been counted, because B will replay all of it.
+    let a = s.pipeline(&["run"], None);
+    scrape_when_up(&addr).await;
+    s.wait_contacts(2_000, Duration::from_secs(300)).await;
+    let before = scrape(&addr).await;
+    signal(&a, "-KILL");
+    wait_exit(a, Duration::from_secs(30)).await;
+    assert!(s.contacts_written().await >= 2_000, "A wrote rows");
+    assert_eq!(
+        (
+            sum(&before, "cx_contacts_total"),
+            sum(&before, "cx_survey_responses_total")
+        ),
+        (0, 0),
+        "counted before any checkpoint covered the facts"
+    );
+
+    // B replays everything, checkpoints every 2 s, and must end at the exact totals.
+    let cfg = std::fs::read_to_string(s.config.path()).unwrap_or_default();
+    std::fs::write(
+        s.config.path(),
+        cfg.replace(
+            r#"checkpoint_interval = "1h""#,
+            r#"checkpoint_interval = "2s""#,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let b = s.pipeline(&["run"], None);
+    s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut contacts, mut responses) = (0, 0);
+    while Instant::now() < deadline {
+        let text = scrape(&addr).await;
+        (contacts, responses) = (
+            sum(&text, "cx_contacts_total"),
+            sum(&text, "cx_survey_responses_total"),
+        );
+        if (contacts, responses) == (exp.contacts as u64, settled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    signal(&b, "-TERM");
+    assert_eq!(wait_exit(b, Duration::from_secs(120)).await, 0);
+    assert_eq!((contacts, responses), (exp.contacts as u64, settled));
+    assert!(settled > 1_000);
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}
