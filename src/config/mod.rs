@@ -337,6 +337,16 @@ impl Config {
         if k.survey_topic == k.interaction_topic {
             errs.push("kafka.interaction_topic must differ from kafka.survey_topic".into());
         }
+        for (section, map) in [("client", &k.client), ("consumer", &k.consumer)] {
+            if let Some(v) = map.get("partition.assignment.strategy") {
+                if v.trim() != "range" {
+                    errs.push(format!(
+                        "kafka.{section}.\"partition.assignment.strategy\" = {v:?}: only \"range\" \
+                         keeps partition p of both topics on one instance, which the join needs"
+                    ));
+                }
+            }
+        }
         for key in [
             "bootstrap.servers",
             "group.id",

@@ -77,3 +77,22 @@ fn removed_and_inconsistent_time_keys_are_named() {
         assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
     }
 }
+
+#[test]
+fn an_assignment_strategy_that_splits_pairs_is_refused() {
+    let mut c = Config::default();
+    c.kafka.consumer.insert(
+        "partition.assignment.strategy".into(),
+        "cooperative-sticky".into(),
+    );
+    let errs = c.validate().err().map(|e| e.0).unwrap_or_default();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("partition.assignment.strategy") && e.contains("range")),
+        "{errs:?}"
+    );
+    c.kafka
+        .consumer
+        .insert("partition.assignment.strategy".into(), "range".into());
+    assert!(c.validate().is_ok());
+}

@@ -405,6 +405,16 @@ impl Run<'_> {
                     }
                 }
                 Change::Assign(parts) => self.restore(&parts)?,
+                Change::Unpaired(which) => {
+                    return Err(JobError::Topics(format!(
+                        "assigned {which} without the same partition of the other topic: \
+                         the join needs partition p of both topics on one instance. Another \
+                         member of group {:?} subscribes differently or uses another \
+                         assignment strategy; every member must be cx-pipeline with the same \
+                         topics",
+                        self.job.config.kafka.group_id
+                    )))
+                }
             }
         }
         Ok(())

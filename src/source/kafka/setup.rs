@@ -13,6 +13,9 @@ use std::time::Duration;
 pub(super) enum Change {
     Assign(Vec<i32>),
     Revoke(Vec<i32>),
+    /// Partitions assigned on one topic without the same partition of the other: the join
+    /// would run on half a pair (a member subscribed differently, another assignor).
+    Unpaired(String),
 }
 
 /// Records assignment changes; the loop acts on them right after `poll` returns.
@@ -51,7 +54,10 @@ impl ConsumerContext for Ctx {
                 .collect()
         };
         let change = match r {
-            Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
+            Rebalance::Assign(tpl) => match unpaired(tpl) {
+                Some(why) => Change::Unpaired(why),
+                None => Change::Assign(parts(tpl)),
+            },
             Rebalance::Revoke(tpl) => Change::Revoke(parts(tpl)),
             Rebalance::Error(e) => {
                 tracing::error!(error = %e, "rebalance error");
@@ -63,6 +69,23 @@ impl ConsumerContext for Ctx {
             .unwrap_or_else(|p| p.into_inner())
             .push(change);
     }
+}
+
+/// Names the partitions that arrived without their pair, if any. The source subscribes to
+/// exactly two topics, so a partition number seen once is unpaired.
+fn unpaired(tpl: &TopicPartitionList) -> Option<String> {
+    let mut seen: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+    for e in tpl.elements() {
+        seen.entry(e.partition())
+            .or_default()
+            .push(e.topic().to_string());
+    }
+    let alone: Vec<String> = seen
+        .iter()
+        .filter(|(_, topics)| topics.len() < 2)
+        .map(|(p, topics)| format!("{}[{p}]", topics.join(",")))
+        .collect();
+    (!alone.is_empty()).then(|| alone.join(", "))
 }
 
 pub(super) fn client_config(cfg: &Config) -> ClientConfig {
