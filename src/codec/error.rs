@@ -1,7 +1,8 @@
 use thiserror::Error;
 
-/// Why a message could not become an event. Everything but `Registry` is permanent for that
-/// message and sends it to the dead-letter topic with [`DecodeError::reason`] as a header.
+/// Why a message could not become an event. Everything but `Registry` (retry the message)
+/// and `RegistryAuth` (stop the job) is permanent for that message and sends it to the
+/// dead-letter topic with [`DecodeError::reason`] as a header.
 #[derive(Debug, Error)]
 pub enum DecodeError {
     #[error("payload is empty")]
@@ -14,6 +15,11 @@ pub enum DecodeError {
     UnknownSchemaId(u32),
     #[error("schema registry request failed: {0}")]
     Registry(String),
+    #[error(
+        "schema registry refused the request ({0}): check codec.schema_registry_user and \
+         CXP_SCHEMA_REGISTRY_PASSWORD, and that this user may read schemas"
+    )]
+    RegistryAuth(String),
     #[error("writer schema {id} cannot be read as {record}: {detail}")]
     IncompatibleSchema {
         id: u32,
@@ -44,6 +50,7 @@ impl DecodeError {
             DecodeError::BadMagic(_) => "bad_magic_byte",
             DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
             DecodeError::Registry(_) => "schema_registry_unavailable",
+            DecodeError::RegistryAuth(_) => "schema_registry_auth",
             DecodeError::IncompatibleSchema { .. } => "incompatible_schema",
             DecodeError::Avro(_) | DecodeError::Trailing(_) => "malformed_avro",
             DecodeError::MissingField(_) | DecodeError::EmptyId(_) => "missing_field",
@@ -56,5 +63,11 @@ impl DecodeError {
     /// A registry outage is not the message's fault: retry instead of dead-lettering.
     pub fn is_retryable(&self) -> bool {
         matches!(self, DecodeError::Registry(_))
+    }
+
+    /// Wrong credentials or permissions fail every message alike and retrying cannot fix
+    /// them: stop with the message instead of stalling silently.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, DecodeError::RegistryAuth(_))
     }
 }

@@ -147,6 +147,10 @@ pub struct Decoder {
     runtime: Option<tokio::runtime::Handle>,
     /// Writer schema per (stream, id), checked once against the reader schema.
     cache: HashMap<(Stream, u32), CachedSchema>,
+    /// When each unknown id was last asked for: asked again after `unknown_ttl`, since a
+    /// producer may register its schema after its first message arrived.
+    unknown_at: HashMap<(Stream, u32), std::time::Instant>,
+    unknown_ttl: std::time::Duration,
     /// The reader schemas as writers, for bare Avro.
     local: [Arc<Writer>; 2],
     /// Decode with apache-avro only (for benchmarks and agreement tests).
@@ -176,9 +180,17 @@ impl Decoder {
             registry,
             runtime,
             cache: HashMap::new(),
+            unknown_at: HashMap::new(),
+            unknown_ttl: std::time::Duration::from_secs(60),
             local,
             reference_only: false,
         }
+    }
+
+    /// How long an id the registry did not know stays unknown before it is asked again.
+    pub fn unknown_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
     }
 
     /// Turns the fast path off, leaving apache-avro's value path alone.
@@ -215,7 +227,11 @@ impl Decoder {
 
     /// The writer for a schema id, fetched and checked on first use.
     pub fn writer(&mut self, stream: Stream, id: u32) -> Result<Arc<Writer>, DecodeError> {
-        if let Some(cached) = self.cache.get(&(stream, id)) {
+        let expired = self
+            .unknown_at
+            .get(&(stream, id))
+            .is_some_and(|t| t.elapsed() >= self.unknown_ttl);
+        if let Some(cached) = self.cache.get(&(stream, id)).filter(|_| !expired) {
             return cached
                 .clone()
                 .map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
@@ -228,9 +244,16 @@ impl Decoder {
         // Not cached on failure: the registry may be back for the next message.
         let json = rt
             .block_on(registry.schema_by_id(id))
-            .map_err(DecodeError::Registry)?;
+            .map_err(|e| match e {
+                registry::Fetch::Denied(d) => DecodeError::RegistryAuth(d),
+                registry::Fetch::Unavailable(d) => DecodeError::Registry(d),
+            })?;
         let entry = match json {
-            None => Err((0, String::new())),
+            None => {
+                self.unknown_at
+                    .insert((stream, id), std::time::Instant::now());
+                Err((0, String::new()))
+            }
             Some(json) => match Schema::parse_str(&json) {
                 Err(e) => Err((1, e.to_string())),
                 Ok(w) => match SchemaCompatibility::can_read(&w, self.schemas.reader(stream)) {

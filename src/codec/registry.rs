@@ -26,6 +26,15 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// Why a schema could not be fetched, classified once here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// Credentials or permissions: no retry can help.
+    Denied(String),
+    /// 5xx, timeout, connection: the registry may be back for the next attempt.
+    Unavailable(String),
+}
+
 #[derive(serde::Deserialize)]
 struct SchemaResponse {
     schema: String,
@@ -84,16 +93,26 @@ impl Registry {
     }
 
     /// The writer schema's JSON, or None when the registry says the id does not exist.
-    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, String> {
+    /// The schema for an id; `Ok(None)` when the registry does not know it. 401/403 are
+    /// [`Fetch::Denied`]; everything else that fails (5xx, timeouts, no connection, a bad
+    /// answer) is [`Fetch::Unavailable`] and worth retrying.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<String>, Fetch> {
         let (status, body) = self
             .call(Method::GET, &format!("/schemas/ids/{id}"), None)
-            .await?;
+            .await
+            .map_err(Fetch::Unavailable)?;
         match status {
             StatusCode::OK => serde_json::from_slice::<SchemaResponse>(&body)
                 .map(|r| Some(r.schema))
-                .map_err(|e| format!("bad registry answer for id {id}: {e}")),
+                .map_err(|e| Fetch::Unavailable(format!("bad registry answer for id {id}: {e}"))),
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(format!("registry answered {s} for schema id {id}")),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Fetch::Denied(format!(
+                "{} answered {status} for schema id {id}",
+                self.base
+            ))),
+            s => Err(Fetch::Unavailable(format!(
+                "registry answered {s} for schema id {id}"
+            ))),
         }
     }
 

@@ -131,8 +131,9 @@ impl Ingest {
     }
 
     /// Runs one message through the step. `Ok(None)`: folded. `Ok(Some(reject))`: the
-    /// caller sends it to the dead-letter path. `Err`: the registry is unreachable and the
-    /// same message must be tried again (nothing was counted).
+    /// caller sends it to the dead-letter path. `Err`: nothing was counted; the registry is
+    /// unreachable and the same message must be tried again, or, when the error
+    /// `is_fatal()`, it refused our credentials and the job must stop.
     pub fn ingest(
         &mut self,
         decoder: &mut Decoder,
@@ -140,7 +141,7 @@ impl Ingest {
         m: &Message<'_>,
     ) -> Result<Option<Reject>, DecodeError> {
         let decoded = match decoder.decode(m.stream, m.payload) {
-            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) if e.is_retryable() || e.is_fatal() => return Err(e),
             other => other,
         };
         self.tally.consumed += 1;

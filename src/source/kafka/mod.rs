@@ -48,7 +48,7 @@ pub enum JobError {
     },
     #[error("dead-letter topic: {0}")]
     DeadLetter(String),
-    #[error("schema registry unavailable and shutdown requested: {0}")]
+    #[error("schema registry: {0}")]
     Registry(String),
 }
 
@@ -340,10 +340,13 @@ impl Run<'_> {
         let reject = loop {
             match self.ingest.ingest(&mut self.job.decoder, &mut self.core, m) {
                 Ok(r) => break r,
+                Err(e) if e.is_fatal() => return Err(JobError::Registry(e.to_string())),
                 Err(e) => {
                     tracing::warn!(error = %e, "schema registry unavailable; retrying");
                     if STOP_RETRY.load(Ordering::Relaxed) {
-                        return Err(JobError::Registry(e.to_string()));
+                        return Err(JobError::Registry(format!(
+                            "unavailable and shutdown requested: {e}"
+                        )));
                     }
                     std::thread::sleep(Duration::from_secs(1));
                 }
