@@ -187,6 +187,8 @@ pub struct ClickHouseConfig {
     pub user: String,
     pub password: Secret,
     pub compression: Compression,
+    /// One request's limit; a hung server counts as a failed attempt and is retried.
+    pub timeout: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -197,6 +199,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: Secret::default(),
             compression: Compression::Auto,
+            timeout: "30s".into(),
         }
     }
 }
@@ -446,6 +449,9 @@ impl Config {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             errs.push("clickhouse.database must be a plain identifier ([A-Za-z0-9_])".into());
+        }
+        if duration("clickhouse.timeout", &self.clickhouse.timeout, &mut errs).is_zero() {
+            errs.push("clickhouse.timeout must be > 0".into());
         }
         if self.sink.max_rows == 0 {
             errs.push("sink.max_rows must be > 0".into());

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub contacts: IntCounterVec,
     pub handle_seconds: CounterVec,
     pub up: IntGauge,
+    /// 0 while ClickHouse inserts fail and are being retried; /health reports degraded.
+    pub clickhouse_up: IntGauge,
     cap: usize,
     seen: Mutex<HashSet<Vec<String>>>,
 }
@@ -97,6 +99,14 @@ impl Metrics {
         let up = IntGauge::new("cx_pipeline_up", "1 while the pipeline runs")
             .unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(up.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let clickhouse_up = IntGauge::new(
+            "cx_clickhouse_up",
+            "0 while ClickHouse inserts fail and are retried (consumption is held back)",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        clickhouse_up.set(1);
+        r.register(Box::new(clickhouse_up.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
         let biz = ["region", "channel", "bucket"];
         Metrics {
@@ -215,6 +225,7 @@ impl Metrics {
                 c
             },
             up,
+            clickhouse_up,
             registry: r,
             cap: max_label_sets,
             seen: Mutex::new(HashSet::new()),

@@ -31,6 +31,12 @@ pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<std::ne
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, ctype, body) = match path {
                     "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+                    "/health" | "/healthz" if metrics.clickhouse_up.get() == 0 => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "degraded: ClickHouse inserts failing, retrying; consumption held back\n"
+                            .to_string(),
+                    ),
                     "/health" | "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                     _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
                 };

@@ -1,7 +1,8 @@
 //! ClickHouse sink. At startup: detect the server version, pick compression and schema
 //! validation it supports, run the idempotent DDL in `sql/`, and prove with a probe row that
 //! an acknowledged insert is really stored (ClickHouse 18.x acknowledges LZ4 inserts from
-//! this client and stores nothing). Inserts retry transient failures with backoff; a
+//! this client and stores nothing). Inserts retry transient failures with backoff (for as long
+//! as they last, each attempt bounded by `clickhouse.timeout`); a
 //! permanent failure stops the pipeline before offsets are committed, so nothing is lost.
 
 use super::rows::{CheckpointRow, InteractionRow, ProbeRow, SurveyRow, WindowRow};
@@ -91,6 +92,8 @@ pub struct ClickHouseSink {
     db: String,
     pub version: String,
     metrics: Arc<Metrics>,
+    /// One insert attempt's limit (`clickhouse.timeout`).
+    timeout: Duration,
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -133,6 +136,7 @@ impl ClickHouseSink {
             db: cfg.database.clone(),
             version: version.clone(),
             metrics,
+            timeout: humantime::parse_duration(&cfg.timeout).unwrap_or(Duration::from_secs(30)),
         };
         for ddl in DDL {
             sink.client
@@ -193,8 +197,12 @@ impl ClickHouseSink {
         &self.db
     }
 
-    /// One INSERT of all rows, retried as a whole on transient errors. Duplicates from a
-    /// retry after a lost acknowledgement are harmless: every table replaces by key.
+    /// One INSERT of all rows, retried as a whole on transient errors (network, overload,
+    /// an attempt past `clickhouse.timeout`) for as long as they last, backing off up to
+    /// 10 s: an outage holds the job back (the caller waits, so nothing more is consumed)
+    /// instead of stopping it, and `cx_clickhouse_up` / `/health` say so. Anything else
+    /// (schema, types) fails at once. Duplicates from a retry after a lost acknowledgement
+    /// are harmless: every table replaces by key.
     pub async fn insert<T>(&self, table: &'static str, rows: &[T]) -> Result<(), SinkError>
     where
         T: Row + Serialize + for<'a> Row<Value<'a> = T>,
@@ -202,20 +210,22 @@ impl ClickHouseSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let started = Instant::now();
-            let res = async {
+            let res = tokio::time::timeout(self.timeout, async {
                 let mut ins = self.client.insert::<T>(table).await?;
                 for r in rows {
                     ins.write(r).await?;
                 }
                 ins.end().await
-            }
-            .await;
+            })
+            .await
+            .unwrap_or(Err(::clickhouse::error::Error::TimedOut));
             match res {
                 Ok(()) => {
+                    self.metrics.clickhouse_up.set(1);
                     self.metrics
                         .insert_seconds
                         .with_label_values(&[table])
@@ -227,7 +237,7 @@ impl ClickHouseSink {
                     return Ok(());
                 }
                 Err(e) => {
-                    let retry = SinkError::retryable(&e) && attempt < 6;
+                    let retry = SinkError::retryable(&e);
                     self.metrics
                         .insert_errors
                         .with_label_values(&[table, if retry { "retryable" } else { "permanent" }])
@@ -240,8 +250,10 @@ impl ClickHouseSink {
                             source: e,
                         });
                     }
+                    self.metrics.clickhouse_up.set(0);
                     tracing::warn!(table, attempt, error = %e, "ClickHouse insert failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    let backoff = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
             }
         }
