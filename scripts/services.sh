@@ -96,7 +96,12 @@ log.cleaner.dedupe.buffer.size=2097152
 auto.create.topics.enable=false
 PROPS
   if [ ! -f "$d/logs/meta.properties" ]; then
-    java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)" \
+    # A random cluster id (base64url of 16 bytes); one starting with '-' would be read as an
+    # option by the tool's argument parser (1 start in 64 failed that way).
+    local id
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    while [ "${id#-}" != "$id" ]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22); done
+    java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$id" \
       -c "$d/server.properties" >"$d/format.log" 2>&1 || { cat "$d/format.log" >&2; return 1; }
   fi
   # exec, so the recorded pid is the JVM's own and kafka-down can reach it.
