@@ -4,6 +4,22 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Runs `$body` on every count of `$a` (as `&mut u64`) with the same count of `$b`, field by
+/// field: the one list of a partial's fields, written out so the hot path stays plain adds.
+macro_rules! each_count {
+    ($a:expr, $b:expr, |$x:ident, $y:ident| $body:expr) => {
+        each_count!(@ $a, $b, $x, $y, $body; responses nps_n promoters passives detractors
+            csat_n csat_satisfied csat_sum attributed contacts handle_ms talk_ms hold_ms wrap_ms)
+    };
+    (@ $a:expr, $b:expr, $x:ident, $y:ident, $body:expr; $($f:ident)*) => {
+        $({
+            let $x = &mut $a.$f;
+            let $y = $b.$f;
+            $body;
+        })*
+    };
+}
+
 /// Counts and sums for one (window, grouping, dimension values, source partition).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partial {
@@ -66,42 +82,16 @@ impl Partial {
         });
     }
 
-    fn fields_mut(&mut self) -> [&mut u64; 14] {
-        [
-            &mut self.responses,
-            &mut self.nps_n,
-            &mut self.promoters,
-            &mut self.passives,
-            &mut self.detractors,
-            &mut self.csat_n,
-            &mut self.csat_satisfied,
-            &mut self.csat_sum,
-            &mut self.attributed,
-            &mut self.contacts,
-            &mut self.handle_ms,
-            &mut self.talk_ms,
-            &mut self.hold_ms,
-            &mut self.wrap_ms,
-        ]
-    }
-
-    fn fields(&self) -> [u64; 14] {
-        let mut c = *self;
-        c.fields_mut().map(|x| *x)
-    }
-
     pub fn merge(&mut self, o: &Partial) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
-            *a = a.saturating_add(b);
-        }
+        each_count!(self, o, |a, b| *a = a.saturating_add(b));
     }
 
     /// Takes out what an earlier `merge` put in (a revised survey leaving its old segment).
     pub fn subtract(&mut self, o: &Partial) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
+        each_count!(self, o, |a, b| {
             debug_assert!(*a >= b, "subtracting more than was added");
-            *a = a.saturating_sub(b);
-        }
+            *a = a.saturating_sub(b)
+        });
     }
 
     /// Events folded (responses and contacts).
@@ -111,7 +101,7 @@ impl Partial {
 
     /// Whether every count is zero: a row a revision emptied.
     pub fn is_zero(&self) -> bool {
-        self.fields().iter().all(|&x| x == 0)
+        *self == Partial::default()
     }
 
     /// NPS in [-100, 100], or None with no NPS answers.
