@@ -7,19 +7,11 @@ mod common;
 use common::check::{check, expected_for};
 use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// GET /metrics, which must answer 200: a silent endpoint must not read as zero counts.
 async fn scrape(addr: &str) -> String {
-    let mut sock = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("{addr}: {e}"));
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut resp = String::new();
-    sock.read_to_string(&mut resp)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = common::http_get(addr, "/metrics").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{addr}: {resp:.200}");
     resp
 }
 
@@ -30,26 +22,19 @@ fn sum(text: &str, name: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// Scrapes until the process answers (it starts serving before it joins the group).
+/// Scrapes once the process answers (it serves before it joins the group).
 async fn scrape_when_up(addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await {
-            drop(sock.shutdown().await);
-            return scrape(addr).await;
-        }
+    while common::http_get(addr, "/metrics").await.is_empty() {
         assert!(Instant::now() < deadline, "metrics endpoint never came up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    scrape(addr).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn business_counters_count_each_fact_once_across_a_crash() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_local_addr();
     let s = setup(
         "counters",
         Opts {

@@ -11,7 +11,6 @@ use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 struct Proxy {
@@ -64,17 +63,6 @@ impl Proxy {
     }
 }
 
-async fn get(addr: &str, path: &str) -> String {
-    let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-    let _ = sock.write_all(req.as_bytes()).await;
-    let mut resp = String::new();
-    let _ = sock.read_to_string(&mut resp).await;
-    resp
-}
-
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -86,11 +74,7 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let metrics = format!("127.0.0.1:{port}");
+    let metrics = common::free_local_addr();
     let s = setup(
         "ch_outage",
         Opts {
@@ -126,7 +110,9 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
             "the job exited during the outage"
         );
         max_rss = max_rss.max(rss_kb(child.id()));
-        degraded |= get(&metrics, "/health").await.starts_with("HTTP/1.1 503");
+        degraded |= common::http_get(&metrics, "/health")
+            .await
+            .starts_with("HTTP/1.1 503");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!("outage: 60 s, max RSS {max_rss} kB, health degraded: {degraded}");
@@ -139,7 +125,9 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
     proxy.set_up(true);
     s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
         .await;
-    assert!(get(&metrics, "/health").await.starts_with("HTTP/1.1 200"));
+    assert!(common::http_get(&metrics, "/health")
+        .await
+        .starts_with("HTTP/1.1 200"));
     signal(&child, "-TERM");
     assert_eq!(wait_exit(child, Duration::from_secs(120)).await, 0);
     s.run_to_end().await;

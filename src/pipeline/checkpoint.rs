@@ -74,6 +74,13 @@ pub fn encode(ps: &PartitionState, st: &Settings) -> Result<Vec<u8>, CheckpointE
 
 /// Checks the header against `st`, then decodes the state.
 pub fn decode(bytes: &[u8], st: &Settings) -> Result<PartitionState, CheckpointError> {
+    let rest = check(bytes, st)?;
+    postcard::from_bytes(rest).map_err(|e| CheckpointError::Corrupt(e.to_string()))
+}
+
+/// Checks only the header against `st` (format and settings), returning the encoded state:
+/// enough to refuse a changed configuration at startup without decoding every partition.
+pub fn check<'a>(bytes: &'a [u8], st: &Settings) -> Result<&'a [u8], CheckpointError> {
     let Some(rest) = bytes.strip_prefix(MAGIC) else {
         return Err(CheckpointError::Format {
             found: "1 (no header)".into(),
@@ -102,5 +109,5 @@ pub fn decode(bytes: &[u8], st: &Settings) -> Result<PartitionState, CheckpointE
     if !changed.is_empty() {
         return Err(CheckpointError::SettingsChanged(changed.join("; ")));
     }
-    postcard::from_bytes(rest).map_err(|e| CheckpointError::Corrupt(e.to_string()))
+    Ok(rest)
 }

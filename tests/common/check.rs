@@ -152,16 +152,23 @@ pub fn compare_rows(
         missing.is_empty() && extra.is_empty(),
         "missing {missing:?}\nextra {extra:?}"
     );
-    let wrong: Vec<_> = exp
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .take(5)
-        .map(|(k, v)| (k, v, got.get(k)))
-        .collect();
+    let wrong = first_differences(exp, got);
     assert!(
         wrong.is_empty(),
         "rows differ (key, expected, got): {wrong:#?}"
     );
+}
+
+/// Up to five (key, expected, got) where `got` disagrees with `exp`.
+fn first_differences<'a, K: Ord, V: PartialEq>(
+    exp: &'a BTreeMap<K, V>,
+    got: &'a BTreeMap<K, V>,
+) -> Vec<(&'a K, &'a V, Option<&'a V>)> {
+    exp.iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .take(5)
+        .map(|(k, v)| (k, v, got.get(k)))
+        .collect()
 }
 
 /// Dead letters: exactly the rejects the oracle names, each once (deduplicated by source
@@ -187,13 +194,7 @@ pub async fn check_facts(s: &Setup, exp: &oracle::Expected) -> usize {
         .into_iter()
         .map(|(id, i, fin)| (id, ((!i.is_empty()).then_some(i), fin == 1)))
         .collect();
-    let wrong: Vec<_> = exp
-        .surveys
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .take(5)
-        .map(|(k, v)| (k, v, got.get(k)))
-        .collect();
+    let wrong = first_differences(&exp.surveys, &got);
     assert!(
         wrong.is_empty(),
         "survey facts (id, expected, got): {wrong:?}"

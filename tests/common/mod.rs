@@ -316,6 +316,29 @@ pub async fn survey_facts(url: &str, db: &str) -> Vec<(String, String, u8)> {
         .unwrap_or_else(|e| panic!("read survey_facts: {e}"))
 }
 
+/// One HTTP/1.1 GET; the whole response (status line, headers, body), or "" when nothing
+/// listens at `addr`.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let _ = sock.write_all(req.as_bytes()).await;
+    let mut resp = String::new();
+    let _ = sock.read_to_string(&mut resp).await;
+    resp
+}
+
+/// A loopback address nothing listens on right now (for a pipeline's metrics endpoint).
+pub fn free_local_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    format!("127.0.0.1:{port}")
+}
+
 pub async fn count(url: &str, sql: &str) -> u64 {
     let client = clickhouse::Client::default()
         .with_url(url)

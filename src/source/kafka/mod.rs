@@ -169,7 +169,7 @@ impl KafkaJob {
             .runtime
             .block_on(self.sink.load_checkpoints(&group, &all))?;
         for row in rows {
-            checkpoint::decode(&row.state, &self.validated.settings).map_err(|e| {
+            checkpoint::check(&row.state, &self.validated.settings).map_err(|e| {
                 JobError::Checkpoint {
                     state_id: group.clone(),
                     partition: row.source_partition,
