@@ -15,7 +15,7 @@
 //! too-late messages, default 0: clean input); CXP_BENCH_LOG
 //! (the pipeline's RUST_LOG, default warn).
 
-use cx_pipeline::source::dlq::{DeadLetter, DeadLetterProducer};
+use cx_pipeline::delivery::dead_letter::{DeadLetter, DeadLetterProducer};
 use cx_pipeline::source::kafka::consumer_config;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

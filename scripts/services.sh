@@ -12,6 +12,12 @@
 #   scripts/services.sh stop
 #   scripts/services.sh kafka-up DIR PORT CPORT     # one more broker (data in DIR; formats
 #                                                   # DIR on first use, reuses it after)
+#   scripts/services.sh kafka-up DIR PORT CPORT SASL_PORT  # ... plus a SASL/PLAIN listener
+#                                                   # (user cx, password cx-secret) under
+#                                                   # Kafka's StandardAuthorizer: PLAINTEXT
+#                                                   # clients are super users, cx is bound by
+#                                                   # ACLs (everything allowed where a resource
+#                                                   # has none)
 #   scripts/services.sh kafka-down DIR [KILL]       # stop it (KILL: SIGKILL, no clean shutdown)
 set -euo pipefail
 
@@ -67,8 +73,8 @@ kafka_ready() { # dir port: the broker logs this once it serves requests on its 
 
 # One KRaft node. Formats its log dir on first use; a restart reuses the data (that is what
 # the broker-restart test needs).
-kafka_up() { # dir port cport
-  local d=$1 port=$2 cport=$3
+kafka_up() { # dir port cport [sasl_port]
+  local d=$1 port=$2 cport=$3 sport=${4:-}
   [ -d "$KAFKA_LIB" ] || { echo "Kafka jars missing in $KAFKA_LIB: run scripts/install-deps.sh" >&2; return 1; }
   wait_free "$port"; wait_free "$cport"
   mkdir -p "$d/logs"
@@ -95,6 +101,17 @@ group.min.session.timeout.ms=1000
 log.cleaner.dedupe.buffer.size=2097152
 auto.create.topics.enable=false
 PROPS
+  if [ -n "$sport" ]; then
+    wait_free "$sport"
+    sed -i "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport|; s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport|; s|^listener.security.protocol.map=.*|listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" "$d/server.properties"
+    cat >>"$d/server.properties" <<PROPS
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_cx="cx-secret";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=true
+PROPS
+  fi
   if [ ! -f "$d/logs/meta.properties" ]; then
     # A random cluster id (base64url of 16 bytes); one starting with '-' would be read as an
     # option by the tool's argument parser (1 start in 64 failed that way).
@@ -212,7 +229,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  kafka-up) kafka_up "$2" "$3" "$4" ;;
+  kafka-up) kafka_up "$2" "$3" "$4" "${5:-}" ;;
   kafka-down) kafka_down "$2" "${3:-TERM}" ;;
-  *) echo "usage: $0 start|stop|kafka-up DIR PORT CPORT|kafka-down DIR [KILL]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kafka-up DIR PORT CPORT [SASL_PORT]|kafka-down DIR [KILL]" >&2; exit 2 ;;
 esac

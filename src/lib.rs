@@ -9,25 +9,28 @@
 //! - [`window`]: tumbling windows over grouping sets; [`window::aggregate`] the mergeable
 //!   partial states (NPS, CSAT, AHT).
 //! - [`ingest`]: the one step both sources run: decode, validate, fold, route rejects.
-//! - [`pipeline`]: per-partition state tying clocks, join and windows together; no I/O;
-//!   [`pipeline::checkpoint`] the checkpoint format.
-//! - [`source`]: the Kafka job (at-least-once, checkpointed) and the embedded demo.
-//! - [`sink`]: ClickHouse DDL, version adaptation, batched inserts, checkpoints.
-//! - [`metrics`]: Prometheus registry and the /metrics endpoint.
+//! - [`pipeline`]: per-partition state tying clocks, join and windows together; no I/O.
+//! - [`delivery`]: how results leave so that each record counts once: the committer (rows
+//!   -> dead letters -> checkpoint -> commit), the checkpoint store (ownership epochs,
+//!   versions, SQL), the checkpoint format and its identity checks, dead letters.
+//! - [`source`]: the Kafka job's poll loop and the embedded demo.
+//! - [`sink`]: ClickHouse DDL, version adaptation, row types, batched inserts with retries.
+//! - [`metrics`]: Prometheus registry and the /metrics endpoint; [`internal_events`] every
+//!   occurrence the pipeline reports about itself, logged and counted in one place.
 //! - [`generator`]: seeded realistic events for demos, tests and benchmarks.
 //!
 //! # Delivery
-//! Per partition pair, rows are written, then the state is checkpointed (with the offsets
-//! it covers) to ClickHouse, then offsets are committed. On assignment the checkpoint is
-//! restored and consumption resumes exactly after it. What rows finally hold is a function
-//! of each topic-partition's order, never of timing or interleaving (README, Semantics), and
-//! a window row's version counts the operations applied to it, so `FINAL` reads equal an
-//! offline recomputation.
+//! See [`delivery`] and README → *Delivery*: per partition pair, rows are written, dead
+//! letters confirmed, the state checkpointed with the offsets it covers, then offsets
+//! committed; partitions are checkpointed before they are given up; each assignment takes a
+//! new ownership epoch so a stalled former owner cannot overwrite the new owner's state.
 
 pub mod codec;
 pub mod config;
+pub mod delivery;
 pub mod generator;
 pub mod ingest;
+pub mod internal_events;
 pub mod join;
 pub mod metrics;
 pub mod model;

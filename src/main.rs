@@ -12,11 +12,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cx_pipeline::codec::registry::Registry;
 use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
 use cx_pipeline::config::{Config, Validated};
+use cx_pipeline::delivery::Flusher;
 use cx_pipeline::generator::{generate, Encoder, GenConfig};
 use cx_pipeline::metrics::{server, Metrics};
 use cx_pipeline::model::Stream;
 use cx_pipeline::sink::ClickHouseSink;
-use cx_pipeline::source::{embedded, kafka, Flusher};
+use cx_pipeline::source::{embedded, kafka};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::path::PathBuf;
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop = install_shutdown(&rt);
     let command = cli.command.unwrap_or(Cmd::Demo {
         events: 60_000,
         rate: 5_000,
@@ -128,8 +130,8 @@ fn main() -> ExitCode {
             rate,
             seed,
             partitions,
-        } => rt.block_on(demo(cfg, validated, events, rate, seed, partitions)),
-        Cmd::Run { until_end } => run(&rt, cfg, validated, until_end),
+        } => rt.block_on(demo(cfg, validated, events, rate, seed, partitions, stop)),
+        Cmd::Run { until_end } => run(&rt, cfg, validated, until_end, stop),
         Cmd::Generate {
             count,
             seed,
@@ -156,9 +158,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// One flag for SIGINT and SIGTERM; the loops check it between batches.
-fn install_shutdown(stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
+/// One flag for SIGINT and SIGTERM; the loops check it between batches. The handlers are
+/// registered before this returns (not in a task that runs later), right after the runtime
+/// starts: a stop that arrives while the job connects must still end in a clean exit.
+fn install_shutdown(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    rt.block_on(async move {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -169,14 +175,19 @@ fn install_shutdown(stop: Arc<AtomicBool>) {
                 tracing::error!("cannot install signal handlers");
                 return;
             };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tokio::spawn(async move {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                tracing::info!("signal received; stopping after the current batch");
+                flag.store(true, Ordering::Relaxed);
+            });
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("signal received; stopping after the current batch");
-        stop.store(true, Ordering::Relaxed);
-        kafka::STOP_RETRY.store(true, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            flag.store(true, Ordering::Relaxed);
+        });
     });
+    stop
 }
 
 async fn start_metrics(cfg: &Config, metrics: &Arc<Metrics>) -> Result<(), String> {
@@ -197,6 +208,7 @@ async fn demo(
     rate: u64,
     seed: u64,
     partitions: i32,
+    stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new(cfg.metrics.max_label_sets));
     start_metrics(&cfg, &metrics).await?;
@@ -209,8 +221,6 @@ async fn demo(
                 .map_err(|e| e.to_string())?,
         ))
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    install_shutdown(stop.clone());
     let flusher = Flusher {
         sink,
         metrics,
@@ -238,15 +248,14 @@ fn run(
     cfg: Config,
     v: Validated,
     until_end: bool,
+    stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     if cfg.clickhouse.url.is_empty() {
         return Err("clickhouse.url (or CXP_CLICKHOUSE_URL) is required for `run`; try `demo` for a run without services".into());
     }
     let metrics = Arc::new(Metrics::new(cfg.metrics.max_label_sets));
-    let stop = Arc::new(AtomicBool::new(false));
     let (sink, schemas) = rt.block_on(async {
         start_metrics(&cfg, &metrics).await?;
-        install_shutdown(stop.clone());
         let sink = ClickHouseSink::connect(&cfg.clickhouse, metrics.clone())
             .await
             .map_err(|e| e.to_string())?;

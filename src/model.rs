@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 /// Which input stream a message came from. Both streams are co-partitioned by customer id,
 /// so partition `p` of one pairs with partition `p` of the other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum Stream {
     Survey = 0,
     Interaction = 1,

@@ -15,13 +15,6 @@ async fn scrape(addr: &str) -> String {
     resp
 }
 
-fn sum(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// Scrapes once the process answers (it serves before it joins the group).
 async fn scrape_when_up(addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -60,8 +53,8 @@ async fn business_counters_count_each_fact_once_across_a_crash() {
     assert!(s.contacts_written().await >= 2_000, "A wrote rows");
     assert_eq!(
         (
-            sum(&before, "cx_contacts_total"),
-            sum(&before, "cx_survey_responses_total")
+            common::metric_sum(&before, "cx_contacts_total"),
+            common::metric_sum(&before, "cx_survey_responses_total")
         ),
         (0, 0),
         "counted before any checkpoint covered the facts"
@@ -85,8 +78,8 @@ async fn business_counters_count_each_fact_once_across_a_crash() {
     while Instant::now() < deadline {
         let text = scrape(&addr).await;
         (contacts, responses) = (
-            sum(&text, "cx_contacts_total"),
-            sum(&text, "cx_survey_responses_total"),
+            common::metric_sum(&text, "cx_contacts_total"),
+            common::metric_sum(&text, "cx_survey_responses_total"),
         );
         if (contacts, responses) == (exp.contacts as u64, settled) {
             break;

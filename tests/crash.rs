@@ -10,7 +10,7 @@
 mod common;
 
 use common::check::check;
-use common::harness::{self, all_visible, events, setup, Opts};
+use common::harness::{self, all_visible, assignments, events, setup, Opts};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -84,14 +84,6 @@ async fn sigkill_at_random_points_and_restart_equals_the_oracle() {
     eprintln!("sigkill: all {} events produced", landed.len());
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
-}
-
-fn assignments(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("partition assigned"))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,60 +8,8 @@ mod common;
 
 use common::check::check;
 use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use common::proxy::{Mode, Proxy};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .port();
-        let up = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (flag, list) = (up.clone(), conns.clone());
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                if !flag.load(Ordering::Relaxed) {
-                    continue; // dropped: the client sees the connection close
-                }
-                let upstream = upstream.clone();
-                let h = tokio::spawn(async move {
-                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                list.lock().unwrap_or_else(|p| p.into_inner()).push(h);
-            }
-        });
-        Proxy { port, up, conns }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
-        if !up {
-            for h in self
-                .conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(..)
-            {
-                h.abort();
-            }
-        }
-    }
-}
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -101,7 +49,7 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
     let mut child = s.pipeline(&["run"], None);
     s.wait_contacts(2_000, Duration::from_secs(300)).await;
 
-    proxy.set_up(false);
+    proxy.set(Mode::Down);
     landed.extend(s.produce(&evs[first..]).await);
     let (t0, mut max_rss, mut degraded) = (Instant::now(), 0, false);
     while t0.elapsed() < Duration::from_secs(60) {
@@ -122,7 +70,7 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
         "RSS bounded: {max_rss} kB"
     );
 
-    proxy.set_up(true);
+    proxy.set(Mode::Up);
     s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
         .await;
     assert!(common::http_get(&metrics, "/health")

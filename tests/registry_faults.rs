@@ -1,10 +1,13 @@
-//! Schema registry faults. The registry here is a **stub** (a few lines of HTTP on a local
-//! port): the real Apicurio in the test bed cannot be made to answer 401/403 without an
-//! identity provider, nor 500 on demand. Kafka and ClickHouse are real in the job-level test.
+//! Schema registry faults. For 401/403 the registry is a **stub** (a few lines of HTTP on a
+//! local port): the real Apicurio in the test bed cannot be made to answer them without an
+//! identity provider. For 500s and timeouts the real registry sits behind a proxy in the test
+//! that answers 500 or hangs on demand. Kafka and ClickHouse are real in the job-level tests.
 
 mod common;
 
-use common::harness::{events, setup, wait_exit, Opts};
+use common::check::check;
+use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use common::proxy::{Mode, Proxy};
 use cx_pipeline::codec::registry::Registry;
 use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
 use cx_pipeline::generator::Encoder;
@@ -163,4 +166,58 @@ async fn the_job_stops_with_a_clear_message_when_the_registry_refuses_it() {
         common::read_dead_letters(&s.brokers, &s.topics.2).is_empty(),
         "nothing was dead-lettered for the registry's refusal"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_loses_nothing() {
+    let s = setup("registry_outage", Opts::default()).await;
+    let registry = common::env("CXP_SCHEMA_REGISTRY_URL");
+    let upstream = registry
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let proxy = Proxy::start(upstream.clone()).await;
+    proxy.set(Mode::Http500);
+    s.edit_config(
+        &format!("schema_registry_url = \"{registry}\""),
+        &format!(
+            "schema_registry_url = \"{}\"",
+            registry.replace(&upstream, &format!("127.0.0.1:{}", proxy.port))
+        ),
+    );
+    // A member that does not call poll for 15 s is expelled; the outage lasts twice that.
+    s.edit_config(
+        "\"heartbeat.interval.ms\" = \"1000\"",
+        "\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"15000\"",
+    );
+    let evs = events(20_000, 67);
+    let landed = s.produce(&evs).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log = dir.path().join("pipeline.log");
+    let child = s.pipeline(&["run"], Some(&log));
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    proxy.set(Mode::Hang); // every lookup now runs into the client's 10 s timeout
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(
+        s.contacts_written().await,
+        0,
+        "nothing decoded without the registry"
+    );
+    proxy.set(Mode::Up);
+    s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
+        .await;
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(child, Duration::from_secs(120)).await, 0);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let waits = text.matches("schema registry unavailable").count();
+    eprintln!("registry outage: {waits} waits logged");
+    assert!(waits > 0, "the waits were reported");
+    assert!(
+        !text.contains("assignment lost") && !text.contains("partition fenced"),
+        "the member kept its partitions through the outage"
+    );
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
 }

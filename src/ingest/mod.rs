@@ -7,6 +7,9 @@
 pub mod dedup;
 
 use crate::codec::{DecodeError, Decoder};
+use crate::internal_events::{
+    DeadLettered, DecodeFailed, Duplicate, InternalEvent, LateRevision, TooLate,
+};
 use crate::metrics::Metrics;
 use crate::model::{Event, Stream};
 use crate::pipeline::partition::{Accepted, Rejected};
@@ -145,13 +148,13 @@ impl Ingest {
             other => other,
         };
         self.tally.consumed += 1;
-        let topic = &self.topics[m.stream as usize];
         let verdict = match decoded {
             Err(e) => {
-                self.metrics
-                    .decode_errors
-                    .with_label_values(&[topic.as_str(), e.reason()])
-                    .inc();
+                DecodeFailed {
+                    topic: &self.topics[m.stream as usize],
+                    reason: e.reason(),
+                }
+                .emit(&self.metrics);
                 Err(Reject {
                     reason: e.reason(),
                     detail: e.to_string(),
@@ -168,10 +171,13 @@ impl Ingest {
                 // The offset is consumed either way, so the committed position moves on.
                 core.skip(m.stream, m.partition, m.offset);
                 self.tally.dead_lettered += 1;
-                self.metrics
-                    .dead_lettered
-                    .with_label_values(&[r.reason])
-                    .inc();
+                DeadLettered {
+                    topic: &self.topics[m.stream as usize],
+                    partition: m.partition,
+                    offset: m.offset,
+                    reason: r.reason,
+                }
+                .emit(&self.metrics);
                 Ok(Some(r))
             }
         }
@@ -179,12 +185,12 @@ impl Ingest {
 
     fn fold(&mut self, core: &mut Core, m: &Message<'_>, ev: Event) -> Result<(), Reject> {
         // Every per-topic metric is labelled with the topic's name, as cx_consumed_total is.
-        let label = self.topics[m.stream as usize].as_str();
+        let topic = self.topics[m.stream as usize].as_str();
         match core.process(m.partition, m.offset, ev, m.payload) {
             Ok(Accepted::OnTime) => Ok(()),
             Ok(Accepted::Late) => {
                 self.tally.revised += 1;
-                self.metrics.revised.with_label_values(&[label]).inc();
+                LateRevision { topic }.emit(&self.metrics);
                 Ok(())
             }
             Err(Rejected::TooLate {
@@ -192,7 +198,7 @@ impl Ingest {
                 horizon_ms,
             }) => {
                 self.tally.late += 1;
-                self.metrics.late.with_label_values(&[label]).inc();
+                TooLate { topic }.emit(&self.metrics);
                 Err(Reject {
                     reason: "too_late",
                     detail: format!(
@@ -202,7 +208,7 @@ impl Ingest {
             }
             Err(Rejected::Duplicate(how)) => {
                 self.tally.duplicates += 1;
-                self.metrics.duplicates.with_label_values(&[label]).inc();
+                Duplicate { topic }.emit(&self.metrics);
                 let id = match m.stream {
                     Stream::Survey => "response_id",
                     Stream::Interaction => "interaction_id",

@@ -32,6 +32,13 @@ pub struct Metrics {
     pub insert_errors: IntCounterVec,
     pub checkpoints: IntCounter,
     pub commit_errors: IntCounter,
+    /// Partitions given up without a final checkpoint: `fenced` (a newer owner's epoch was
+    /// found) or `lost` (the group expelled this instance).
+    pub fenced: IntCounterVec,
+    /// The ownership epoch this instance holds per partition (0 once released).
+    pub epoch: IntGaugeVec,
+    /// Registry lookups that failed transiently; the message waits and is tried again.
+    pub registry_retries: IntCounterVec,
     pub flush_seconds: Histogram,
     pub responses: IntCounterVec,
     pub nps_answers: IntCounterVec,
@@ -185,6 +192,24 @@ impl Metrics {
             ),
             checkpoints,
             commit_errors,
+            fenced: counter(
+                &r,
+                "cx_partitions_fenced_total",
+                "Partitions given up without writing: a newer owner's epoch was found (fenced) or the group expelled this instance (lost)",
+                &["how"],
+            ),
+            epoch: gauge(
+                &r,
+                "cx_partition_epoch",
+                "Ownership epoch held per input partition (0 when not owned)",
+                &["partition"],
+            ),
+            registry_retries: counter(
+                &r,
+                "cx_registry_retries_total",
+                "Schema lookups that failed transiently and wait to be tried again",
+                &["topic"],
+            ),
             flush_seconds,
             responses: counter(
                 &r,

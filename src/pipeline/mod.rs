@@ -1,7 +1,6 @@
 //! The processing core: per-partition state plus the settings they share. The Kafka source
 //! and the embedded demo both drive this same core; it does no I/O.
 
-pub mod checkpoint;
 pub mod dims;
 pub mod partition;
 

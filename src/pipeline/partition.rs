@@ -360,4 +360,4 @@ impl PartitionState {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

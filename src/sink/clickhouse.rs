@@ -5,8 +5,9 @@
 //! as they last, each attempt bounded by `clickhouse.timeout`); a
 //! permanent failure stops the pipeline before offsets are committed, so nothing is lost.
 
-use super::rows::{CheckpointRow, InteractionRow, ProbeRow, SurveyRow, WindowRow};
+use super::rows::{InteractionRow, ProbeRow, SurveyRow, WindowRow};
 use crate::config::{ClickHouseConfig, Compression};
+use crate::internal_events::{ClickHouseFailed, InsertCompleted, InternalEvent};
 use crate::metrics::Metrics;
 use ::clickhouse::{Client, Row};
 use serde::Serialize;
@@ -50,6 +51,20 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// A statement that is not retried failed.
+    pub fn query(
+        op: &'static str,
+        table: &'static str,
+        source: ::clickhouse::error::Error,
+    ) -> Self {
+        SinkError::Insert {
+            op,
+            table,
+            attempts: 1,
+            source,
+        }
+    }
+
     /// Network trouble and server overload pass; schema and type errors do not.
     fn retryable(e: &::clickhouse::error::Error) -> bool {
         use ::clickhouse::error::Error as E;
@@ -197,11 +212,8 @@ impl ClickHouseSink {
         &self.db
     }
 
-    /// One INSERT of all rows, retried as a whole on transient errors (network, overload,
-    /// an attempt past `clickhouse.timeout`) for as long as they last, backing off up to
-    /// 10 s: an outage holds the job back (the caller waits, so nothing more is consumed)
-    /// instead of stopping it, and `cx_clickhouse_up` / `/health` say so. Anything else
-    /// (schema, types) fails at once. Duplicates from a retry after a lost acknowledgement
+    /// One INSERT of all rows, retried as a whole on transient errors (see
+    /// [`ClickHouseSink::retrying`]). Duplicates from a retry after a lost acknowledgement
     /// are harmless: every table replaces by key.
     pub async fn insert<T>(&self, table: &'static str, rows: &[T]) -> Result<(), SinkError>
     where
@@ -210,52 +222,71 @@ impl ClickHouseSink {
         if rows.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
+        self.retrying("INSERT", table, || async {
+            let mut ins = self.client.insert::<T>(table).await?;
+            for r in rows {
+                ins.write(r).await?;
+            }
+            ins.end().await
+        })
+        .await?;
+        InsertCompleted {
+            table,
+            rows: rows.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+        .emit(&self.metrics);
+        Ok(())
+    }
+
+    /// Runs one statement, retried on transient errors (network, overload, an attempt past
+    /// `clickhouse.timeout`) for as long as they last, backing off up to 10 s: an outage
+    /// holds the job back (the caller waits, so nothing more is consumed) instead of
+    /// stopping it, and `cx_clickhouse_up` / `/health` say so. Anything else (schema,
+    /// types) fails at once.
+    pub async fn retrying<T, F, Fut>(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        attempt_once: F,
+    ) -> Result<T, SinkError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ::clickhouse::error::Error>>,
+    {
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
-            let started = Instant::now();
-            let res = tokio::time::timeout(self.timeout, async {
-                let mut ins = self.client.insert::<T>(table).await?;
-                for r in rows {
-                    ins.write(r).await?;
-                }
-                ins.end().await
-            })
-            .await
-            .unwrap_or(Err(::clickhouse::error::Error::TimedOut));
-            match res {
-                Ok(()) => {
+            let res = tokio::time::timeout(self.timeout, attempt_once())
+                .await
+                .unwrap_or(Err(::clickhouse::error::Error::TimedOut));
+            let e = match res {
+                Ok(v) => {
                     self.metrics.clickhouse_up.set(1);
-                    self.metrics
-                        .insert_seconds
-                        .with_label_values(&[table])
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics
-                        .rows_written
-                        .with_label_values(&[table])
-                        .inc_by(rows.len() as u64);
-                    return Ok(());
+                    return Ok(v);
                 }
-                Err(e) => {
-                    let retry = SinkError::retryable(&e);
-                    self.metrics
-                        .insert_errors
-                        .with_label_values(&[table, if retry { "retryable" } else { "permanent" }])
-                        .inc();
-                    if !retry {
-                        return Err(SinkError::Insert {
-                            op: "INSERT",
-                            table,
-                            attempts: attempt,
-                            source: e,
-                        });
-                    }
-                    self.metrics.clickhouse_up.set(0);
-                    tracing::warn!(table, attempt, error = %e, "ClickHouse insert failed; retrying");
-                    let backoff = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                }
+                Err(e) => e,
+            };
+            let retry = SinkError::retryable(&e);
+            ClickHouseFailed {
+                op,
+                table,
+                attempt,
+                retryable: retry,
+                error: &e,
             }
+            .emit(&self.metrics);
+            if !retry {
+                return Err(SinkError::Insert {
+                    op,
+                    table,
+                    attempts: attempt,
+                    source: e,
+                });
+            }
+            let backoff = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
         }
     }
 
@@ -268,31 +299,6 @@ impl ClickHouseSink {
         self.insert("survey_facts", surveys).await?;
         self.insert("interaction_facts", contacts).await?;
         self.insert("window_aggregates", windows).await
-    }
-
-    /// Latest checkpoint per partition of a consumer group.
-    pub async fn load_checkpoints(
-        &self,
-        group: &str,
-        partitions: &[i32],
-    ) -> Result<Vec<CheckpointRow>, SinkError> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = partitions
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        self.client
-            .query(&format!(
-                "SELECT ?fields FROM {}.checkpoints FINAL WHERE consumer_group = ? AND source_partition IN ({list})",
-                self.db
-            ))
-            .bind(group)
-            .fetch_all::<CheckpointRow>()
-            .await
-            .map_err(once("SELECT", "checkpoints"))
     }
 }
 

@@ -166,7 +166,15 @@ pub struct WindowRow {
 }
 
 impl WindowRow {
-    pub fn new(partition: i32, u: &WindowUpdate, groupings: &[Grouping], now_s: u32) -> Self {
+    /// `epoch`: the writer's ownership epoch of the partition (0 for the embedded demo),
+    /// the tie-break in the row's version (`delivery::store::row_version`).
+    pub fn new(
+        partition: i32,
+        epoch: u32,
+        u: &WindowUpdate,
+        groupings: &[Grouping],
+        now_s: u32,
+    ) -> Self {
         let k = &u.key;
         let p = &u.partial;
         let d = |i: usize| k.dims[i].to_string();
@@ -187,7 +195,7 @@ impl WindowRow {
             tier: d(5),
             bucket: d(6),
             source_partition: partition,
-            version: u.version,
+            version: crate::delivery::store::row_version(u.version, epoch),
             revision: u.revision,
             is_final: u8::from(u.is_final),
             responses: p.responses,
@@ -207,18 +215,6 @@ impl WindowRow {
             updated_at: now_s,
         }
     }
-}
-
-#[derive(Row, Serialize, Deserialize, Debug, Clone)]
-pub struct CheckpointRow {
-    pub consumer_group: String,
-    pub source_partition: i32,
-    pub version: u64,
-    pub survey_offset: i64,
-    pub interaction_offset: i64,
-    #[serde(with = "serde_bytes")]
-    pub state: Vec<u8>,
-    pub written_at: u32,
 }
 
 #[derive(Row, Serialize, Deserialize, Debug, Clone)]

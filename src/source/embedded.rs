@@ -2,8 +2,8 @@
 //! services. Prints a refreshing per-segment NPS/CSAT/AHT table and serves /metrics; writes
 //! to ClickHouse too when a URL is configured.
 
-use super::Flusher;
 use crate::codec::{Decoder, Schemas, WireFormat};
+use crate::delivery::Flusher;
 use crate::generator::{generate, hash, Encoder, GenConfig};
 use crate::ingest::{Ingest, Message};
 use crate::model::{Stream, UNATTRIBUTED, UNKNOWN};
@@ -168,7 +168,10 @@ pub async fn run(
                 core.advance_all();
             }
             let out = core.take_outputs();
-            flusher.write(&out).await.map_err(|e| e.to_string())?;
+            flusher
+                .write(&out, &Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
             flusher.metrics.record_business(&out);
             summary.fold(&out);
             let t = ingest.tally;

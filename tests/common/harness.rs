@@ -198,6 +198,30 @@ impl Setup {
 
     /// Starts the pipeline binary; its log goes to `log` when given (RUST_LOG=info there).
     pub fn pipeline(&self, args: &[&str], log: Option<&Path>) -> Child {
+        self.pipeline_env(args, log, &[])
+    }
+
+    /// Replaces `from` with `to` in the config file, which must contain `from`.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let cfg = std::fs::read_to_string(self.config.path()).unwrap_or_default();
+        assert!(cfg.contains(from), "config has {from:?}");
+        std::fs::write(self.config.path(), cfg.replace(from, to)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A bounded run that must fail; returns its log (stderr).
+    pub async fn run_refused(&self, env: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("refused.log");
+        let child = self.pipeline_env(&["run", "--until-end"], Some(&log), env);
+        let code = wait_exit(child, Duration::from_secs(120)).await;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_ne!(code, 0, "the run must refuse to start: {text}");
+        text
+    }
+
+    /// As [`Setup::pipeline`], with extra environment variables (after the suite's CXP_*
+    /// exports are removed).
+    pub fn pipeline_env(&self, args: &[&str], log: Option<&Path>, env: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cx-pipeline"));
         cmd.arg("--config").arg(self.config.path()).args(args);
         // The config file names this test's services; the suite's CXP_* exports would
@@ -206,6 +230,9 @@ impl Setup {
             if k.starts_with("CXP_") {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         match log {
             Some(path) => {
@@ -336,6 +363,15 @@ pub async fn wait_exit(mut c: Child, limit: Duration) -> i32 {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// How many times the instance logging to `log` was assigned a partition.
+pub fn assignments(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("partition assigned"))
+        .count()
 }
 
 /// `scripts/services.sh`, for tests that start, kill and restart a broker of their own.

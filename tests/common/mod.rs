@@ -6,6 +6,7 @@
 pub mod check;
 pub mod harness;
 pub mod oracle;
+pub mod proxy;
 pub mod registry;
 
 use cx_pipeline::generator::GenEvent;
@@ -349,4 +350,12 @@ pub async fn count(url: &str, sql: &str) -> u64 {
         .fetch_one::<u64>()
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The sum of every series of a counter in a Prometheus text exposition.
+pub fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

@@ -3,16 +3,17 @@
 //! checkpoints and a bounded run followed by a live one.
 
 use super::*;
+use crate::delivery::format as checkpoint;
 use crate::ingest::Limits;
 use crate::join::{AttributionPolicy, JoinConfig};
 use crate::model::Event;
-use crate::pipeline::{checkpoint, Core};
+use crate::pipeline::Core;
 use crate::window::{Grouping, WindowConfig};
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     let g = |d: &[&str]| {
         Grouping::new(&d.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap_or_else(|e| panic!("{e}"))
@@ -294,9 +295,9 @@ fn run(
             break;
         }
         if crash.is_some_and(|(at, _)| at == n) {
-            let bytes = core
-                .partition(0)
-                .map(|ps| checkpoint::encode(ps, &st).unwrap_or_else(|e| panic!("{e}")));
+            let bytes = core.partition(0).map(|ps| {
+                checkpoint::encode(ps, &st, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+            });
             saved = Some((bytes.unwrap_or_default(), next));
         }
         let k = next[s as usize];
@@ -312,11 +313,13 @@ fn run(
                 core.finish_all();
             }
             sink.take(core.take_outputs());
-            let ps = core.partition(0).map(|ps| checkpoint::encode(ps, &st));
+            let ps = core
+                .partition(0)
+                .map(|ps| checkpoint::encode(ps, &st, &Default::default()));
             let mut fresh = Core::new(st.clone());
             if let Some(Ok(bytes)) = ps {
-                match checkpoint::decode(&bytes, &st) {
-                    Ok(state) => fresh.restore(state),
+                match checkpoint::decode(&bytes, &st, &Default::default()) {
+                    Ok(state) => fresh.restore(state.value),
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -328,7 +331,11 @@ fn run(
         sink.take(core.take_outputs());
         core = Core::new(st.clone());
         if !bytes.is_empty() {
-            core.restore(checkpoint::decode(&bytes, &st).unwrap_or_else(|e| panic!("{e}")));
+            core.restore(
+                checkpoint::decode(&bytes, &st, &Default::default())
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .value,
+            );
         }
         for s in [Stream::Interaction, Stream::Survey] {
             for (k, e) in topics[s as usize].iter().enumerate().skip(at[s as usize]) {

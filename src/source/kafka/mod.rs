@@ -1,27 +1,30 @@
-//! The Kafka job: consumes both topics in one consumer group (range assignment keeps
-//! partition p of both topics together), decodes, processes through the core, and every
-//! flush period writes rows -> confirms dead letters -> checkpoints state -> commits offsets,
-//! in that order (at-least-once with idempotent rows = exact results).
+//! The Kafka job's poll loop: consumes both topics in one consumer group (range assignment
+//! keeps partition p of both topics together), runs each message through the ingest step,
+//! and hands delivery to the [`Committer`] (rows -> dead letters -> checkpoint -> commit).
 //!
 //! The consumer runs on a plain thread with `BaseConsumer::poll` in a batch loop: no await
 //! or channel hop per message. Async I/O (ClickHouse, registry) runs via the runtime handle.
+//! The committer is shared with the consumer context behind a mutex because librdkafka calls
+//! the revoke inside `poll`, and the state must be written before the partitions go; the
+//! loop never holds the lock across `poll`.
 
-mod flush;
+mod describe;
+mod gauges;
+mod hold;
 mod setup;
 
-use super::dlq::{DeadLetter, DeadLetterProducer};
-use super::Flusher;
 use crate::codec::Decoder;
 use crate::config::{Config, Validated};
+use crate::delivery::dead_letter::{DeadLetter, DeadLetterProducer};
+use crate::delivery::store::{CheckpointStore, StoreError};
+use crate::delivery::{Committer, CommitterParts, DeliveryError, Flush, Flusher};
 use crate::ingest::{Ingest, Message};
-use crate::metrics::{Business, Metrics};
+use crate::metrics::Metrics;
 use crate::model::Stream;
-use crate::pipeline::checkpoint;
-use crate::pipeline::partition::PartitionState;
 use crate::pipeline::Core;
-use crate::sink::rows::CheckpointRow;
 use crate::sink::ClickHouseSink;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use hold::Held;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::Offset;
@@ -29,7 +32,7 @@ pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,16 +43,23 @@ pub enum JobError {
     Topics(String),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    #[error("checkpoint of {state_id:?} for partition {partition} cannot be restored: {detail}")]
-    Checkpoint {
-        state_id: String,
-        partition: i32,
-        detail: String,
-    },
+    #[error(transparent)]
+    Checkpoint(#[from] StoreError),
     #[error("dead-letter topic: {0}")]
     DeadLetter(String),
     #[error("schema registry: {0}")]
     Registry(String),
+}
+
+impl From<DeliveryError> for JobError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Store(e) => JobError::Checkpoint(e),
+            DeliveryError::Sink(e) => JobError::Sink(e),
+            DeliveryError::DeadLetter(e) => JobError::DeadLetter(e),
+            DeliveryError::Kafka(e) => JobError::Kafka(e),
+        }
+    }
 }
 
 pub struct KafkaJob {
@@ -76,26 +86,18 @@ pub struct RunSummary {
 struct Run<'a> {
     job: &'a mut KafkaJob,
     consumer: Arc<BaseConsumer<Ctx>>,
-    dlq: DeadLetterProducer,
-    core: Core,
+    committer: Arc<Mutex<Committer>>,
     ingest: Ingest,
-    flusher: Arc<Flusher>,
-    /// The previous batch's insert, still running while the next batch is consumed.
-    inflight: Option<tokio::task::JoinHandle<Result<(), crate::sink::SinkError>>>,
     topics: [String; 2],
-    /// First offset expected per (stream, partition) right after a restore.
+    /// First offset expected per (stream, partition) right after a restore or a wait.
     expect: HashMap<(Stream, i32), (i64, bool)>,
     at_eof: HashMap<(Stream, i32), Instant>,
-    assigned: BTreeSet<i32>,
     touched: BTreeSet<i32>,
     consumed: HashMap<(Stream, i32), u64>,
-    checkpoint_seq: u64,
-    last_checkpoint: Instant,
-    checkpoint_due: BTreeSet<i32>,
-    /// Payload bytes consumed since the last flush.
-    batch_bytes: usize,
-    /// Business counts of facts written but not yet covered by a checkpoint, per partition.
-    business: BTreeMap<i32, Business>,
+    /// Messages waiting for the schema registry, one per paused topic-partition.
+    held: BTreeMap<(Stream, i32), Held>,
+    /// The wait before the next registry attempt for a message held now.
+    hold_backoff: Duration,
 }
 
 impl KafkaJob {
@@ -105,48 +107,61 @@ impl KafkaJob {
         let cc = consumer_config(&self.config);
         let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
             changes: Mutex::new(Vec::new()),
-            commit_errors: self.metrics.commit_errors.clone(),
+            metrics: self.metrics.clone(),
+            committer: OnceLock::new(),
         })?;
         let topics = [
             self.config.kafka.survey_topic.clone(),
             self.config.kafka.interaction_topic.clone(),
         ];
-        let partitions = check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
-        self.check_checkpoints(partitions)?;
-        consumer.subscribe(&[&topics[0], &topics[1]])?;
+        let source = check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
+        let partitions = source.topics[0].partitions;
+        let store = CheckpointStore::new(
+            self.sink.clone(),
+            self.config.state_id().to_string(),
+            self.validated.settings.clone(),
+            source,
+        );
+        self.runtime.block_on(store.check_all(partitions))?;
         let dlq = DeadLetterProducer::new(
             &client,
             &self.config.kafka.dead_letter_topic,
             self.config.kafka.dead_letter_max_bytes,
         )?;
-        let flusher = Flusher {
-            sink: Some(self.sink.clone()),
+        let committer = Arc::new(Mutex::new(Committer::new(CommitterParts {
+            core: Core::new(self.validated.settings.clone()),
+            dlq,
+            store,
+            flusher: Arc::new(Flusher {
+                sink: Some(self.sink.clone()),
+                metrics: self.metrics.clone(),
+                groupings: self.validated.settings.window.groupings.clone(),
+            }),
+            runtime: self.runtime.clone(),
             metrics: self.metrics.clone(),
-            groupings: self.validated.settings.window.groupings.clone(),
-        };
-        let core = Core::new(self.validated.settings.clone());
+            topics: topics.clone(),
+            checkpoint_interval: self.validated.checkpoint_interval,
+        })));
+        let _ = consumer.context().committer.set(committer.clone());
+        consumer.subscribe(&[&topics[0], &topics[1]])?;
         let ingest = Ingest::new(self.metrics.clone(), topics.clone());
         let mut run = Run {
             job: self,
             consumer: Arc::new(consumer),
-            dlq,
-            core,
+            committer,
             ingest,
-            flusher: Arc::new(flusher),
-            inflight: None,
             topics,
             expect: HashMap::new(),
             at_eof: HashMap::new(),
-            assigned: BTreeSet::new(),
             touched: BTreeSet::new(),
             consumed: HashMap::new(),
-            checkpoint_seq: 0,
-            last_checkpoint: Instant::now(),
-            checkpoint_due: BTreeSet::new(),
-            batch_bytes: 0,
-            business: BTreeMap::new(),
+            held: BTreeMap::new(),
+            hold_backoff: hold::FIRST,
         };
-        run.main_loop(&stop)?;
+        let result = run.main_loop(&stop);
+        // Leave the group cleanly: the final revoke flush ran in the loop already.
+        run.job.metrics.up.set(0);
+        result?;
         let t = run.ingest.tally;
         Ok(RunSummary {
             consumed: t.consumed,
@@ -155,29 +170,6 @@ impl KafkaJob {
             revised: t.revised,
             duplicates: t.duplicates,
         })
-    }
-}
-
-impl KafkaJob {
-    /// Refuses to start when a saved state was built under other window or join settings
-    /// (or by another format), before joining the group: no row may land under the wrong
-    /// grouping, and the message names what changed.
-    fn check_checkpoints(&self, partitions: i32) -> Result<(), JobError> {
-        let group = self.config.state_id().to_string();
-        let all: Vec<i32> = (0..partitions).collect();
-        let rows = self
-            .runtime
-            .block_on(self.sink.load_checkpoints(&group, &all))?;
-        for row in rows {
-            checkpoint::check(&row.state, &self.validated.settings).map_err(|e| {
-                JobError::Checkpoint {
-                    state_id: group.clone(),
-                    partition: row.source_partition,
-                    detail: e.to_string(),
-                }
-            })?;
-        }
-        Ok(())
     }
 }
 
@@ -192,6 +184,24 @@ impl Run<'_> {
         }
     }
 
+    fn committer(&self) -> MutexGuard<'_, Committer> {
+        self.committer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes through the committer; partitions it found fenced are forgotten here too.
+    fn flush(&mut self, mode: Flush) -> Result<(), JobError> {
+        let fenced = {
+            let consumer = self.consumer.clone();
+            let mut c = self.committer();
+            c.flush(&consumer, mode)?
+        };
+        for p in fenced {
+            self.forget(p);
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
     fn main_loop(&mut self, stop: &AtomicBool) -> Result<(), JobError> {
         let period = self.job.validated.flush_period;
         let max_rows = self.job.config.sink.max_rows;
@@ -201,9 +211,12 @@ impl Run<'_> {
         loop {
             if stop.load(Ordering::Relaxed) {
                 tracing::info!("shutdown requested: flushing and committing");
-                self.flush(CommitMode::Sync)?;
-                break;
+                self.committer().all_due();
+                self.flush(Flush::Final)?;
+                self.committer().release_all();
+                return Ok(());
             }
+            self.retry_held()?;
             let mut n = 0;
             let mut timeout = Duration::from_millis(100);
             let consumer = self.consumer.clone();
@@ -242,29 +255,38 @@ impl Run<'_> {
                 }
             }
             self.apply_changes()?;
-            for p in std::mem::take(&mut self.touched) {
-                self.core.advance(p);
-                self.dirty_checkpoint(p);
-            }
+            let (pending_rows, batch_bytes) = {
+                let touched = std::mem::take(&mut self.touched);
+                let mut c = self.committer();
+                for p in touched {
+                    if c.owns(p) {
+                        c.core.advance(p);
+                        c.touch(p);
+                    }
+                }
+                (c.core.pending_rows(), c.batch_bytes)
+            };
             if self.job.bounded && self.input_done() {
                 tracing::info!(
                     "end of input: writing open windows and pending surveys as provisional"
                 );
-                self.core.finish_all();
-                self.checkpoint_all();
-                self.flush(CommitMode::Sync)?;
-                break;
+                {
+                    let mut c = self.committer();
+                    c.core.finish_all();
+                    c.all_due();
+                }
+                self.flush(Flush::Final)?;
+                self.committer().release_all();
+                return Ok(());
             }
-            if self.core.pending_rows() >= max_rows
-                || self.batch_bytes >= max_bytes
+            if pending_rows >= max_rows
+                || batch_bytes >= max_bytes
                 || last_flush.elapsed() >= period
             {
-                self.flush(CommitMode::Async)?;
+                self.flush(Flush::Routine)?;
                 last_flush = Instant::now();
             }
         }
-        self.job.metrics.up.set(0);
-        Ok(())
     }
 
     /// Whether the stream's partition is consumed up to the high watermark. The consumer's
@@ -277,6 +299,7 @@ impl Run<'_> {
             return false;
         };
         let next = self
+            .committer()
             .core
             .partition(p)
             .map_or(0, |ps| ps.clocks[s as usize].next_offset);
@@ -294,21 +317,25 @@ impl Run<'_> {
     }
 
     fn input_done(&self) -> bool {
+        let owned = self.committer().owned();
         let all_eof = |p: &i32| {
             Stream::ALL
                 .iter()
                 .all(|&s| self.at_eof.contains_key(&(s, *p)))
         };
-        !self.assigned.is_empty()
-            && self.assigned.iter().all(all_eof)
-            && self
-                .assigned
+        self.held.is_empty()
+            && !owned.is_empty()
+            && owned.iter().all(all_eof)
+            && owned
                 .iter()
                 .all(|&p| Stream::ALL.iter().all(|&s| self.caught_up(s, p)))
     }
 
     fn on_message(&mut self, m: &Message<'_>, key: Option<&[u8]>) -> Result<(), JobError> {
         let (stream, p, offset) = (m.stream, m.partition, m.offset);
+        if self.held.contains_key(&(stream, p)) {
+            return Ok(()); // fetched before the pause took hold; read again after the wait
+        }
         if let Some(&(want, sought)) = self.expect.get(&(stream, p)) {
             if offset < want {
                 return Ok(()); // already folded into the restored state
@@ -334,40 +361,30 @@ impl Run<'_> {
             }
             self.expect.remove(&(stream, p));
         }
+        let committer = self.committer.clone();
+        let mut c = committer.lock().unwrap_or_else(|p| p.into_inner());
+        if !c.owns(p) {
+            return Ok(()); // fenced or lost; the rebalance that follows takes it away
+        }
         *self.consumed.entry((stream, p)).or_default() += 1;
-        self.batch_bytes += m.payload.len();
+        c.batch_bytes += m.payload.len();
         self.touched.insert(p);
-        let reject = loop {
-            match self.ingest.ingest(&mut self.job.decoder, &mut self.core, m) {
-                Ok(r) => break r,
-                Err(e) if e.is_fatal() => return Err(JobError::Registry(e.to_string())),
-                Err(e) => {
-                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                    if STOP_RETRY.load(Ordering::Relaxed) {
-                        return Err(JobError::Registry(format!(
-                            "unavailable and shutdown requested: {e}"
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+        let reject = match self.ingest.ingest(&mut self.job.decoder, &mut c.core, m) {
+            Ok(r) => r,
+            Err(e) if e.is_fatal() => return Err(JobError::Registry(e.to_string())),
+            Err(e) => {
+                drop(c);
+                return self.hold(m, key, &e);
             }
         };
         let Some(reject) = reject else {
             return Ok(());
         };
-        let topic = self.topics[stream as usize].clone();
-        tracing::debug!(
-            topic,
-            partition = p,
-            offset,
-            reason = reject.reason,
-            "dead-lettered"
-        );
-        self.dlq
+        c.dlq
             .send(&DeadLetter {
                 reason: reject.reason,
                 detail: reject.detail,
-                topic: &topic,
+                topic: &self.topics[stream as usize],
                 partition: p,
                 offset,
                 key,
@@ -387,26 +404,8 @@ impl Run<'_> {
         );
         for change in changes {
             match change {
-                Change::Revoke(parts) => {
-                    // Save what we have; the next owner resumes from it (commit may fail now).
-                    for &p in &parts {
-                        self.dirty_checkpoint(p);
-                    }
-                    if let Err(e) = self.flush(CommitMode::Sync) {
-                        tracing::warn!(error = %e, "flush on revoke failed; the next owner replays from the last checkpoint");
-                    }
-                    for p in parts {
-                        // Counted already if that flush checkpointed; the next owner's
-                        // replay counts them otherwise.
-                        self.business.remove(&p);
-                        self.core.remove(p);
-                        self.assigned.remove(&p);
-                        for s in Stream::ALL {
-                            self.expect.remove(&(s, p));
-                            self.at_eof.remove(&(s, p));
-                        }
-                    }
-                }
+                // The committer flushed and released them inside the callback.
+                Change::Revoke(parts) => parts.into_iter().for_each(|p| self.forget(p)),
                 Change::Assign(parts) => self.restore(&parts)?,
                 Change::Unpaired(which) => {
                     return Err(JobError::Topics(format!(
@@ -423,31 +422,19 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Drops the loop's bookkeeping for a partition this instance no longer owns.
+    fn forget(&mut self, p: i32) {
+        self.touched.remove(&p);
+        for s in Stream::ALL {
+            self.expect.remove(&(s, p));
+            self.at_eof.remove(&(s, p));
+            self.held.remove(&(s, p));
+        }
+    }
+
     fn restore(&mut self, parts: &[i32]) -> Result<(), JobError> {
-        let group = self.job.config.state_id().to_string();
-        let rows = self
-            .job
-            .runtime
-            .block_on(self.job.sink.load_checkpoints(&group, parts))?;
-        let mut by_p: HashMap<i32, CheckpointRow> =
-            rows.into_iter().map(|r| (r.source_partition, r)).collect();
-        for &p in parts {
-            let state = match by_p.remove(&p) {
-                Some(row) => checkpoint::decode(&row.state, &self.core.settings).map_err(|e| {
-                    JobError::Checkpoint {
-                        state_id: group.clone(),
-                        partition: p,
-                        detail: e.to_string(),
-                    }
-                })?,
-                None => PartitionState::new(p),
-            };
-            tracing::info!(
-                partition = p,
-                survey_offset = state.clocks[0].next_offset,
-                interaction_offset = state.clocks[1].next_offset,
-                "partition assigned"
-            );
+        let resumed = self.committer().assign(parts)?;
+        for (p, offsets) in resumed {
             for s in Stream::ALL {
                 // Resume exactly after the checkpoint, wherever the committed offsets point:
                 // behind it after a lost asynchronous commit, ahead of it after an offset
@@ -456,7 +443,7 @@ impl Run<'_> {
                 // librdkafka starting from the committed offset, so the first message
                 // received still checks its offset and seeks back once if needed
                 // (`on_message`): the early seek does not count as that one.
-                let want = state.clocks[s as usize].next_offset;
+                let want = offsets[s as usize];
                 let topic = &self.topics[s as usize];
                 if let Err(e) =
                     self.consumer
@@ -466,21 +453,7 @@ impl Run<'_> {
                 }
                 self.expect.insert((s, p), (want, false));
             }
-            self.core.restore(state);
-            self.assigned.insert(p);
         }
         Ok(())
     }
-
-    fn dirty_checkpoint(&mut self, p: i32) {
-        self.checkpoint_due.insert(p);
-    }
-
-    fn checkpoint_all(&mut self) {
-        let all: Vec<i32> = self.assigned.iter().copied().collect();
-        self.checkpoint_due.extend(all);
-    }
 }
-
-/// Set at shutdown so a registry outage cannot hold the process forever.
-pub static STOP_RETRY: AtomicBool = AtomicBool::new(false);

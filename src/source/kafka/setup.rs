@@ -1,13 +1,18 @@
 //! Consumer plumbing: rebalance notices, client settings, topic checks, cached watermarks.
 
+use super::describe::describe_topics;
 use super::JobError;
 use crate::config::Config;
+use crate::delivery::format::{SourceIdentity, TopicIdentity};
+use crate::delivery::Committer;
+use crate::internal_events::{CommitFailed, InternalEvent};
+use crate::metrics::Metrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub(super) enum Change {
@@ -18,12 +23,14 @@ pub(super) enum Change {
     Unpaired(String),
 }
 
-/// Records assignment changes; the loop acts on them right after `poll` returns.
+/// Records assignment changes; the loop acts on them right after `poll` returns. Giving
+/// partitions up is different: their state must be written while the group still waits
+/// for this member, so the revoke runs the committer's final flush inside the callback.
 pub(super) struct Ctx {
     pub(super) changes: Mutex<Vec<Change>>,
-    /// `cx_commit_errors_total`: routine commits are asynchronous, so their failures only
-    /// arrive here.
-    pub(super) commit_errors: prometheus::IntCounter,
+    pub(super) metrics: Arc<Metrics>,
+    /// Set once the committer exists (it needs the consumer's client to be created first).
+    pub(super) committer: OnceLock<Arc<Mutex<Committer>>>,
 }
 
 impl ClientContext for Ctx {
@@ -35,30 +42,50 @@ impl ClientContext for Ctx {
     }
 }
 
+fn parts(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 impl ConsumerContext for Ctx {
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
         if let Err(e) = result {
-            // The checkpoint already holds these offsets; the next assignment seeks to it.
-            self.commit_errors.inc();
-            tracing::warn!(error = %e, "asynchronous offset commit failed");
+            // Routine commits are asynchronous, so their failures only arrive here.
+            CommitFailed {
+                error: &e,
+                asynchronous: true,
+            }
+            .emit(&self.metrics);
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let parts = parts(tpl);
+            if let Some(c) = self.committer.get() {
+                let lost = consumer.assignment_lost();
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .revoke(consumer, &parts, lost);
+            }
+            self.changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Change::Revoke(parts));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        let parts = |tpl: &TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
         let change = match r {
             Rebalance::Assign(tpl) => match unpaired(tpl) {
                 Some(why) => Change::Unpaired(why),
                 None => Change::Assign(parts(tpl)),
             },
-            Rebalance::Revoke(tpl) => Change::Revoke(parts(tpl)),
+            Rebalance::Revoke(_) => return, // handled before the partitions went
             Rebalance::Error(e) => {
                 tracing::error!(error = %e, "rebalance error");
                 return;
@@ -117,11 +144,15 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
     cc
 }
 
+/// Checks the topics before joining the group and says what the job reads: both input
+/// topics exist with one partition count, the dead-letter topic exists and (where the
+/// broker reports permissions) this client may write to it, so a missing ACL stops the job
+/// now instead of at the first reject. Returns the source identity checkpoints record.
 pub(super) fn check_topics(
     c: &BaseConsumer<Ctx>,
     topics: &[String; 2],
     dlq: &str,
-) -> Result<i32, JobError> {
+) -> Result<SourceIdentity, JobError> {
     let md = c.fetch_metadata(None, Duration::from_secs(15))?;
     let count = |name: &str| {
         md.topics()
@@ -149,7 +180,35 @@ pub(super) fn check_topics(
             "dead-letter topic {dlq} not found; create it (kafka.dead_letter_topic)"
         )));
     }
-    Ok(n)
+    let described = match describe_topics(
+        c.client().native_ptr(),
+        &[&topics[0], &topics[1], dlq],
+        Duration::from_secs(15),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot describe topics (broker before Kafka 2.8?): topic ids and the dead-letter write permission are not checked");
+            Vec::new()
+        }
+    };
+    let info = |name: &str| described.iter().find(|t| t.name == name);
+    if let Some(d) = info(dlq) {
+        if d.writable == Some(false) || d.error.is_some() {
+            return Err(JobError::DeadLetter(format!(
+                "this client may not write to {dlq} ({}); grant WRITE on the topic to the job's principal (kafka.dead_letter_topic)",
+                d.error.as_deref().unwrap_or("no WRITE among its authorized operations")
+            )));
+        }
+    }
+    let topic = |name: &String| TopicIdentity {
+        name: name.clone(),
+        id: info(name).and_then(|t| t.id.clone()),
+        partitions: n,
+    };
+    Ok(SourceIdentity {
+        cluster_id: c.client().fetch_cluster_id(Duration::from_secs(15)),
+        topics: [topic(&topics[0]), topic(&topics[1])],
+    })
 }
 
 /// The high watermark librdkafka learned from its last fetch response. Unlike
@@ -181,10 +240,12 @@ mod tests {
     /// callback librdkafka makes when an asynchronous commit fails.
     #[test]
     fn failed_asynchronous_commits_are_counted() {
-        let counter = prometheus::IntCounter::new("c", "c").unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new(10));
+        let counter = metrics.commit_errors.clone();
         let ctx = Ctx {
             changes: Mutex::new(Vec::new()),
-            commit_errors: counter.clone(),
+            metrics,
+            committer: OnceLock::new(),
         };
         let tpl = TopicPartitionList::new();
         ctx.commit_callback(Ok(()), &tpl);

@@ -7,6 +7,7 @@ use crate::sink::clickhouse::now_s;
 use crate::sink::rows::{InteractionRow, SurveyRow, WindowRow};
 use crate::sink::{ClickHouseSink, SinkError};
 use crate::window::Grouping;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct Flusher {
@@ -17,8 +18,9 @@ pub struct Flusher {
 
 impl Flusher {
     /// Writes the batch. Returns once ClickHouse acknowledged. Business counters are the
-    /// caller's: the Kafka job adds them when a checkpoint covers the facts.
-    pub async fn write(&self, out: &Outputs) -> Result<(), SinkError> {
+    /// caller's: the Kafka job adds them when a checkpoint covers the facts. `epochs`: the
+    /// writer's ownership epoch per partition (empty for the demo: 0).
+    pub async fn write(&self, out: &Outputs, epochs: &BTreeMap<i32, u32>) -> Result<(), SinkError> {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
@@ -28,7 +30,10 @@ impl Flusher {
         let windows: Vec<WindowRow> = out
             .windows
             .iter()
-            .map(|(p, u)| WindowRow::new(*p, u, &self.groupings, now))
+            .map(|(p, u)| {
+                let epoch = epochs.get(p).copied().unwrap_or(0);
+                WindowRow::new(*p, epoch, u, &self.groupings, now)
+            })
             .collect();
         sink.write_batch(&surveys, &contacts, &windows).await
     }

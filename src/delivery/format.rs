@@ -1,0 +1,233 @@
+//! The checkpoint format: a header naming the format version, the settings the state was
+//! built under and the Kafka source it covers (cluster, topic names, topic ids, partition
+//! counts), then the partition state. State restored under other window or join settings
+//! would put rows under the wrong grouping; offsets restored against a recreated topic or
+//! another cluster would skip records silently. So a mismatch refuses to start and says what
+//! changed and how to proceed; nothing is silently reinterpreted.
+
+use crate::pipeline::partition::PartitionState;
+use crate::pipeline::Settings;
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 4] = b"CXPS";
+/// Bumped whenever the header or the state's encoding changes.
+pub const FORMAT: u16 = 3;
+/// Format 2 had no source identity; its state encoding is the same, so it is read and
+/// rewritten as format 3 (see [`check`]).
+const FORMAT_2: u16 = 2;
+
+/// One input topic as the checkpoint's offsets refer to it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TopicIdentity {
+    pub name: String,
+    /// Kafka's topic id (base64), where the broker gives one: it changes when a topic is
+    /// deleted and created again under the same name.
+    pub id: Option<String>,
+    pub partitions: i32,
+}
+
+/// The Kafka source a checkpoint's offsets belong to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SourceIdentity {
+    pub cluster_id: Option<String>,
+    /// Survey topic, then interaction topic.
+    pub topics: [TopicIdentity; 2],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: u16,
+    settings: Vec<(String, String)>,
+    source: SourceIdentity,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header2 {
+    format: u16,
+    settings: Vec<(String, String)>,
+}
+
+const NEW_STATE: &str = "start new state under a new kafka.state_id and kafka.group_id (with \
+                         the group's offsets where the new state should begin); rows already \
+                         written stay in ClickHouse";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(
+        "it was written by another version of cx-pipeline (format {found}, this one reads \
+         {FORMAT_2} and {FORMAT}); run that version to its end, or {NEW_STATE}"
+    )]
+    Format { found: String },
+    #[error("settings changed since it was written: {0}. Restore the old values, or {NEW_STATE}")]
+    SettingsChanged(String),
+    #[error(
+        "its offsets belong to another Kafka source: {0}. Offsets below the checkpoint would \
+         be skipped. Point the job back at the original, or {NEW_STATE}"
+    )]
+    SourceChanged(String),
+    #[error("it cannot be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// The settings a checkpointed state depends on, as (config key, value).
+pub fn identity(st: &Settings) -> Vec<(String, String)> {
+    let ms = |x: i64| format!("{x} ms");
+    let sizes: Vec<String> = st
+        .window
+        .sizes_ms()
+        .iter()
+        .map(|&s| format!("{}s", s / 1000))
+        .collect();
+    let sets: Vec<String> = st
+        .window
+        .groupings
+        .iter()
+        .map(|g| format!("[{}]", g.name))
+        .collect();
+    vec![
+        ("window.sizes".into(), sizes.join(", ")),
+        ("window.grouping_sets".into(), sets.join(", ")),
+        ("window.out_of_orderness".into(), ms(st.out_of_orderness_ms)),
+        ("window.allowed_lateness".into(), ms(st.allowed_lateness_ms)),
+        ("window.late_horizon".into(), ms(st.late_horizon_ms)),
+        ("join.lookback".into(), ms(st.join.lookback_ms)),
+        ("join.max_wait".into(), ms(st.join.max_wait_ms)),
+        ("join.attribution".into(), format!("{:?}", st.join.policy)),
+    ]
+}
+
+pub fn encode(
+    ps: &PartitionState,
+    st: &Settings,
+    source: &SourceIdentity,
+) -> Result<Vec<u8>, CheckpointError> {
+    let header = Header {
+        format: FORMAT,
+        settings: identity(st),
+        source: source.clone(),
+    };
+    let out = postcard::to_extend(&header, MAGIC.to_vec())
+        .map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+    postcard::to_extend(ps, out).map_err(|e| CheckpointError::Corrupt(e.to_string()))
+}
+
+/// Checks the header against `st` and `source`, then decodes the state.
+pub fn decode(
+    bytes: &[u8],
+    st: &Settings,
+    source: &SourceIdentity,
+) -> Result<Checked<PartitionState>, CheckpointError> {
+    let c = check(bytes, st, source)?;
+    let state =
+        postcard::from_bytes(c.value).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+    Ok(Checked {
+        value: state,
+        migrated: c.migrated,
+    })
+}
+
+/// A checked checkpoint part; `migrated` when it came from format 2, whose source could
+/// not be verified (it recorded none) and which the next save rewrites as format 3.
+pub struct Checked<T> {
+    pub value: T,
+    pub migrated: bool,
+}
+
+/// Checks only the header against `st` and `source` (format, settings, source), returning
+/// the encoded state: enough to refuse a changed configuration at startup without decoding
+/// every partition.
+pub fn check<'a>(
+    bytes: &'a [u8],
+    st: &Settings,
+    source: &SourceIdentity,
+) -> Result<Checked<&'a [u8]>, CheckpointError> {
+    let corrupt = |e: postcard::Error| CheckpointError::Corrupt(e.to_string());
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        return Err(CheckpointError::Format {
+            found: "1 (no header)".into(),
+        });
+    };
+    let (format, _): (u16, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    let (settings, stored, rest, migrated) = match format {
+        FORMAT => {
+            let (h, rest): (Header, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+            (h.settings, Some(h.source), rest, false)
+        }
+        FORMAT_2 => {
+            let (h, rest): (Header2, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+            (h.settings, None, rest, true)
+        }
+        other => {
+            return Err(CheckpointError::Format {
+                found: other.to_string(),
+            })
+        }
+    };
+    let changed = changed_settings(&settings, &identity(st));
+    if !changed.is_empty() {
+        return Err(CheckpointError::SettingsChanged(changed.join("; ")));
+    }
+    if let Some(stored) = stored {
+        let changed = changed_source(&stored, source);
+        if !changed.is_empty() {
+            return Err(CheckpointError::SourceChanged(changed.join("; ")));
+        }
+    }
+    Ok(Checked {
+        value: rest,
+        migrated,
+    })
+}
+
+fn changed_settings(old: &[(String, String)], now: &[(String, String)]) -> Vec<String> {
+    now.iter()
+        .filter_map(|(k, v)| {
+            let was = old.iter().find(|(ok, _)| ok == k).map(|x| &x.1);
+            (was != Some(v)).then(|| {
+                format!(
+                    "{k} was {} and is now {v}",
+                    was.map_or("unset", String::as_str)
+                )
+            })
+        })
+        .collect()
+}
+
+/// What differs between the source a checkpoint recorded and the one the job reads now.
+/// An id or cluster the broker did not give (old brokers) is not compared.
+fn changed_source(old: &SourceIdentity, now: &SourceIdentity) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (&old.cluster_id, &now.cluster_id) {
+        if a != b {
+            out.push(format!(
+                "the Kafka cluster id was {a} and is now {b} (another cluster, e.g. after a failover)"
+            ));
+        }
+    }
+    let keys = ["kafka.survey_topic", "kafka.interaction_topic"];
+    for ((key, a), b) in keys.iter().zip(&old.topics).zip(&now.topics) {
+        if a.name != b.name {
+            out.push(format!("{key} was {} and is now {}", a.name, b.name));
+            continue;
+        }
+        if let (Some(x), Some(y)) = (&a.id, &b.id) {
+            if x != y {
+                out.push(format!(
+                    "topic {} was deleted and created again (topic id was {x} and is now {y})",
+                    a.name
+                ));
+                continue;
+            }
+        }
+        if a.partitions != b.partitions {
+            out.push(format!(
+                "topic {} had {} partitions and has {} now (customers map to other partitions)",
+                a.name, a.partitions, b.partitions
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

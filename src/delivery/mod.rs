@@ -1,0 +1,22 @@
+//! Delivery: how results leave the pipeline so that each input record counts exactly once
+//! in ClickHouse and Prometheus, whatever fails and whenever. README → *Delivery* states the
+//! guarantee under each fault; this module is where each is enforced.
+//!
+//! - [`committer`]: one flush policy and one order, rows → dead letters → checkpoint →
+//!   offsets; partitions are checkpointed before they are given up; business counters move
+//!   with checkpoints.
+//! - [`store`]: the checkpoint store: ownership epochs (fencing), the versions that order
+//!   checkpoint copies and window rows across writers, the SQL.
+//! - [`format`](mod@format): what a checkpoint records about itself (format version, the settings and
+//!   the Kafka source it belongs to), and the refusal when they changed.
+//! - [`dead_letter`]: rejected messages with their reason; never stops the job.
+//! - [`rows`]: outputs → ClickHouse rows (shared with the embedded demo).
+
+pub mod committer;
+pub mod dead_letter;
+pub mod format;
+pub mod rows;
+pub mod store;
+
+pub use committer::{Committer, CommitterParts, DeliveryError, Flush};
+pub use rows::Flusher;

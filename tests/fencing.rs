@@ -1,0 +1,206 @@
+//! Ownership under infrastructure faults, against real Apache Kafka, the real registry and
+//! the real ClickHouse server: a stalled instance woken after another took its partitions
+//! over (a zombie), and instances joining and leaving every few seconds (a rebalance storm).
+//! Each ends with a bounded run and the exact comparison with the independent oracle; the
+//! zombie test also checks the business counters of both instances add up exactly.
+
+mod common;
+
+use common::check::{check, expected_for};
+use common::harness::{all_visible, assignments, events, setup, signal, wait_exit, Opts};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+async fn counts(addr: &str) -> (u64, u64) {
+    let text = common::http_get(addr, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{addr}: {text:.200}");
+    (
+        common::metric_sum(&text, "cx_contacts_total"),
+        common::metric_sum(&text, "cx_survey_responses_total"),
+    )
+}
+
+async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_woken_after_a_takeover_changes_nothing() {
+    let (addr_a, addr_b) = (common::free_local_addr(), common::free_local_addr());
+    let s = setup(
+        "zombie",
+        Opts {
+            checkpoint_interval: "2s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let evs = events(40_000, 23);
+    let (q1, q2) = (evs.len() / 4, evs.len() / 2);
+    let mut landed = s.produce(&evs[..q1]).await;
+    let a = s.pipeline_env(
+        &["run"],
+        Some(&log_a),
+        &[("CXP_METRICS_LISTEN", addr_a.as_str())],
+    );
+    s.wait_contacts(3_000, Duration::from_secs(300)).await;
+    landed.extend(s.produce(&evs[q1..q2]).await);
+    // A stalls (as in a long GC pause, a hung disk, a frozen VM) mid-stream, with rows in
+    // flight and state past its last checkpoint. Its session (6 s) expires; B takes over.
+    signal(&a, "-STOP");
+    let stopped = Instant::now();
+    let b = s.pipeline_env(
+        &["run"],
+        Some(&log_b),
+        &[("CXP_METRICS_LISTEN", addr_b.as_str())],
+    );
+    wait_for(
+        "B owns all four partitions",
+        Duration::from_secs(120),
+        || assignments(&log_b) >= 4,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a_before = assignments(&log_a);
+    signal(&a, "-CONT");
+    eprintln!("A was stopped for {:?}", stopped.elapsed());
+    // A wakes believing it owns its partitions, finds out, rejoins; both run on the rest.
+    landed.extend(s.produce(&evs[q2..]).await);
+    wait_for("A noticed and rejoined", Duration::from_secs(120), || {
+        assignments(&log_a) > a_before
+    })
+    .await;
+    s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
+        .await;
+    let text_a = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let fenced = text_a.matches("partition fenced").count();
+    let lost = text_a.contains("assignment lost");
+    eprintln!(
+        "A after waking: {fenced} partitions fenced, assignment lost: {lost}, assignments {a_before} -> {}",
+        assignments(&log_a)
+    );
+    assert!(
+        fenced > 0 || lost,
+        "A noticed it no longer owned its partitions"
+    );
+
+    // Every settled fact counted exactly once across both instances.
+    let exp = expected_for(&s, &evs, &all_visible(&landed));
+    let settled = exp.surveys.values().filter(|(_, fin)| *fin).count() as u64;
+    let want = (exp.contacts as u64, settled);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = (0, 0);
+    while Instant::now() < deadline {
+        let (ca, ra) = counts(&addr_a).await;
+        let (cb, rb) = counts(&addr_b).await;
+        got = (ca + cb, ra + rb);
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(got, want, "business counters of A and B together");
+    for c in [a, b] {
+        signal(&c, "-TERM");
+        assert_eq!(wait_exit(c, Duration::from_secs(120)).await, 0);
+    }
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}
+
+/// xorshift64*: the storm's schedule comes from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_storm_changes_nothing() {
+    let s = setup(
+        "storm",
+        Opts {
+            checkpoint_interval: "2s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let seed = std::env::var("CXP_STORM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| common::harness::now_ms() as u64 | 1);
+    eprintln!("storm seed {seed} (CXP_STORM_SEED replays it)");
+    let mut rng = Rng(seed);
+    let evs = events(60_000, 29);
+    let steady_log = dir.path().join("steady.log");
+    let steady = s.pipeline(&["run"], Some(&steady_log));
+    let storm = async {
+        let mut others: Vec<(Child, std::path::PathBuf, Instant)> = Vec::new();
+        let (mut joins, mut leaves, mut kills) = (0, 0, 0);
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(1_000 + rng.below(2_000))).await;
+            if others.is_empty() || (others.len() < 3 && rng.below(2) == 0) {
+                n += 1;
+                let log = dir.path().join(format!("member{n}.log"));
+                others.push((s.pipeline(&["run"], Some(&log)), log, Instant::now()));
+                joins += 1;
+            } else {
+                let (c, log, born) = others.swap_remove(rng.below(others.len() as u64) as usize);
+                if rng.below(4) == 0 {
+                    signal(&c, "-KILL");
+                    wait_exit(c, Duration::from_secs(30)).await;
+                    kills += 1;
+                } else {
+                    signal(&c, "-TERM");
+                    let code = wait_exit(c, Duration::from_secs(120)).await;
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert_eq!(
+                        code,
+                        0,
+                        "a member leaving on SIGTERM {:?} after it started exits 0: {text}",
+                        born.elapsed()
+                    );
+                    leaves += 1;
+                }
+            }
+        }
+        for (c, log, born) in others {
+            // A process signalled in its first milliseconds, before it could install its
+            // handlers, just dies; that is not what this test is about.
+            tokio::time::sleep(Duration::from_secs(2).saturating_sub(born.elapsed())).await;
+            signal(&c, "-TERM");
+            let code = wait_exit(c, Duration::from_secs(120)).await;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert_eq!(code, 0, "a member leaving on SIGTERM exits 0: {text}");
+            leaves += 1;
+        }
+        (joins, leaves, kills)
+    };
+    let (landed, (joins, leaves, kills)) =
+        tokio::join!(s.produce_paced(&evs, Duration::from_secs(30)), storm);
+    s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
+        .await;
+    let rebalances = assignments(&steady_log);
+    eprintln!(
+        "storm: {joins} joins, {leaves} graceful leaves, {kills} kills; the steady member was assigned {rebalances} times"
+    );
+    assert!(joins >= 5, "a storm: {joins} joins");
+    signal(&steady, "-TERM");
+    assert_eq!(wait_exit(steady, Duration::from_secs(120)).await, 0);
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}
