@@ -8,7 +8,7 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin cx-pipeline
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 cx
 COPY --from=build /src/target/release/cx-pipeline /usr/local/bin/cx-pipeline
 COPY schemas /etc/cx-pipeline/schemas

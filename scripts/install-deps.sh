@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh machine, all of it cached so warm runs download
-# nothing: ClickHouse server and Prometheus tools from Debian; Apache Kafka's broker jars and
+# Installs what the build and the tests need on a fresh machine, all of it cached so warm runs
+# download nothing: OpenSSL's headers (librdkafka's TLS), ClickHouse server and Prometheus tools
+# from Debian; Apache Kafka's broker jars and
 # Apicurio Registry from Maven Central (through ~/.m2 into ~/.cache/cxp/tools); chdb and
 # PyYAML from PyPI for the modern-dialect and deploy checks.
 set -euo pipefail
@@ -13,6 +14,11 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# librdkafka is built with TLS and SCRAM against the system's OpenSSL (security fixes come
+# with the distribution's updates, no rebuild of a vendored copy).
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

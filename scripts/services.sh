@@ -18,6 +18,13 @@
 #                                                   # clients are super users, cx is bound by
 #                                                   # ACLs (everything allowed where a resource
 #                                                   # has none)
+#   scripts/services.sh kafka-up-tls DIR PORT CPORT BASE CERTS  # ... plus TLS listeners with
+#                                                   # the certificates scripts/make-certs.sh
+#                                                   # made in CERTS: SSL on BASE, SASL_SSL
+#                                                   # (SCRAM-SHA-256/512 and PLAIN, user cx,
+#                                                   # password cx-secret) on BASE+1, SSL with
+#                                                   # an expired certificate on BASE+2, SSL
+#                                                   # requiring a client certificate on BASE+3
 #   scripts/services.sh kafka-down DIR [KILL]       # stop it (KILL: SIGKILL, no clean shutdown)
 set -euo pipefail
 
@@ -112,6 +119,33 @@ super.users=User:ANONYMOUS
 allow.everyone.if.no.acl.found=true
 PROPS
   fi
+  local scram=()
+  if [ -n "${TLS_BASE:-}" ]; then
+    local b=$TLS_BASE c=$TLS_CERTS
+    local l1=$b l2=$((b + 1)) l3=$((b + 2)) l4=$((b + 3))
+    for p in $l1 $l2 $l3 $l4; do wait_free "$p"; done
+    sed -i "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$port,SSL://127.0.0.1:$l1,SASL_SSL://127.0.0.1:$l2,EXPIRED://127.0.0.1:$l3,MTLS://127.0.0.1:$l4,CONTROLLER://127.0.0.1:$cport|; s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$port,SSL://127.0.0.1:$l1,SASL_SSL://127.0.0.1:$l2,EXPIRED://127.0.0.1:$l3,MTLS://127.0.0.1:$l4|; s|^listener.security.protocol.map=.*|listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,EXPIRED:SSL,MTLS:SSL|" "$d/server.properties"
+    cat >>"$d/server.properties" <<PROPS
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$c/server.p12
+ssl.keystore.password=changeit
+ssl.key.password=changeit
+ssl.truststore.type=PEM
+ssl.truststore.location=$c/truststore.pem
+listener.name.expired.ssl.keystore.type=PKCS12
+listener.name.expired.ssl.keystore.location=$c/expired.p12
+listener.name.expired.ssl.keystore.password=changeit
+listener.name.expired.ssl.key.password=changeit
+listener.name.mtls.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_cx="cx-secret";
+PROPS
+    # SCRAM credentials live in the cluster metadata: Kafka's own tool writes them at format.
+    scram=(--add-scram 'SCRAM-SHA-256=[name=cx,password=cx-secret]'
+           --add-scram 'SCRAM-SHA-512=[name=cx,password=cx-secret]')
+  fi
   if [ ! -f "$d/logs/meta.properties" ]; then
     # A random cluster id (base64url of 16 bytes); one starting with '-' would be read as an
     # option by the tool's argument parser (1 start in 64 failed that way).
@@ -119,7 +153,7 @@ PROPS
     id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
     while [ "${id#-}" != "$id" ]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22); done
     java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$id" \
-      -c "$d/server.properties" >"$d/format.log" 2>&1 || { cat "$d/format.log" >&2; return 1; }
+      -c "$d/server.properties" "${scram[@]}" >"$d/format.log" 2>&1 || { cat "$d/format.log" >&2; return 1; }
   fi
   # exec, so the recorded pid is the JVM's own and kafka-down can reach it.
   [ -f "$d/kafka.log" ] && mv "$d/kafka.log" "$d/kafka.log.$(date +%s%N)"
@@ -230,6 +264,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   kafka-up) kafka_up "$2" "$3" "$4" "${5:-}" ;;
+  kafka-up-tls) TLS_BASE=$5 TLS_CERTS=$6 kafka_up "$2" "$3" "$4" ;;
   kafka-down) kafka_down "$2" "${3:-TERM}" ;;
   *) echo "usage: $0 start|stop|kafka-up DIR PORT CPORT [SASL_PORT]|kafka-down DIR [KILL]" >&2; exit 2 ;;
 esac

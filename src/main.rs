@@ -190,6 +190,55 @@ fn install_shutdown(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     stop
 }
 
+/// The demo's synthetic rows go to `clickhouse.demo_database`, never next to real results: a
+/// database that is the pipeline's, or that holds pipeline checkpoints, is refused.
+async fn demo_sink(cfg: &Config, metrics: &Arc<Metrics>) -> Result<ClickHouseSink, String> {
+    let ch = &cfg.clickhouse;
+    if ch.demo_database == ch.database {
+        return Err(format!(
+            "clickhouse.demo_database = {:?} is the pipeline's database (clickhouse.database); the demo writes synthetic rows and needs a database of its own",
+            ch.demo_database
+        ));
+    }
+    // Checked before anything is created or written there.
+    let probe = ::clickhouse::Client::default()
+        .with_url(&ch.url)
+        .with_user(&ch.user)
+        .with_password(ch.password.expose())
+        .with_compression(::clickhouse::Compression::None)
+        .with_validation(false);
+    let tables: u64 = probe
+        .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'checkpoints'")
+        .bind(&ch.demo_database)
+        .fetch_one()
+        .await
+        .map_err(|e| format!("{}: {e}", ch.url))?;
+    let real: u64 = if tables > 0 {
+        probe
+            .query(&format!(
+                "SELECT count() FROM {}.checkpoints",
+                ch.demo_database
+            ))
+            .fetch_one()
+            .await
+            .map_err(|e| format!("{}: {e}", ch.url))?
+    } else {
+        0
+    };
+    if real > 0 {
+        return Err(format!(
+            "clickhouse.demo_database = {:?} holds pipeline checkpoints: it has real results; point the demo at a database of its own",
+            ch.demo_database
+        ));
+    }
+    let mut demo_cfg = ch.clone();
+    demo_cfg.database = ch.demo_database.clone();
+    let sink = ClickHouseSink::connect(&demo_cfg, metrics.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(sink)
+}
+
 async fn start_metrics(cfg: &Config, metrics: &Arc<Metrics>) -> Result<(), String> {
     if cfg.metrics.listen.is_empty() {
         return Ok(());
@@ -215,11 +264,7 @@ async fn demo(
     let sink = if cfg.clickhouse.url.is_empty() {
         None
     } else {
-        Some(Arc::new(
-            ClickHouseSink::connect(&cfg.clickhouse, metrics.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        ))
+        Some(Arc::new(demo_sink(&cfg, &metrics).await?))
     };
     let flusher = Flusher {
         sink,

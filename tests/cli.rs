@@ -81,7 +81,9 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        format!("[clickhouse]\nurl = \"{ch}\"\ndatabase = \"{db}\"\n[metrics]\nlisten = \"\"\n"),
+        format!(
+            "[clickhouse]\nurl = \"{ch}\"\ndemo_database = \"{db}\"\n[metrics]\nlisten = \"\"\n"
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let out = tokio::task::spawn_blocking(move || {
@@ -129,5 +131,73 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
     assert!(
         settled <= responses && responses <= surveys && settled < surveys,
         "settled {settled} responses {responses} facts {surveys}"
+    );
+}
+
+/// The demo never writes synthetic rows next to real results: not into the pipeline's own
+/// database, and not into one that holds pipeline checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_refuses_a_database_that_holds_pipeline_data() {
+    let ch = common::env("CXP_CLICKHOUSE_URL");
+    let db = common::unique("demo_real");
+    let run = |toml: String| {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, toml).unwrap_or_else(|e| panic!("{e}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_cx-pipeline"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap_or_default(),
+                "demo",
+                "--events",
+                "500",
+                "--rate",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(format!(
+        "[clickhouse]\nurl = \"{ch}\"\ndatabase = \"{db}\"\ndemo_database = \"{db}\"\n[metrics]\nlisten = \"\"\n"
+    ));
+    assert!(!ok && err.contains("is the pipeline's database"), "{err}");
+    // A database where a pipeline has checkpointed.
+    let client = clickhouse::Client::default().with_url(&ch);
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query(&format!(
+            "CREATE TABLE {db}.checkpoints (consumer_group String, source_partition Int32, version UInt64, survey_offset Int64, interaction_offset Int64, state String, written_at DateTime('UTC')) ENGINE = ReplacingMergeTree(version) ORDER BY (consumer_group, source_partition)"
+        ))
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query(&format!(
+            "INSERT INTO {db}.checkpoints VALUES ('g', 0, 1, 5, 5, 'x', now())"
+        ))
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, err) = run(format!(
+        "[clickhouse]\nurl = \"{ch}\"\ndemo_database = \"{db}\"\n[metrics]\nlisten = \"\"\n"
+    ));
+    assert!(!ok && err.contains("holds pipeline checkpoints"), "{err}");
+    let tables = common::count(
+        &ch,
+        &format!("SELECT count() FROM system.tables WHERE database = '{db}'"),
+    )
+    .await;
+    assert_eq!(
+        tables, 1,
+        "the refused demo created and wrote nothing there"
     );
 }

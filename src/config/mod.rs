@@ -184,6 +184,8 @@ pub struct ClickHouseConfig {
     /// Empty disables ClickHouse (embedded demo only; the Kafka job needs it).
     pub url: String,
     pub database: String,
+    /// Where `demo` writes its synthetic rows: never the pipeline's database.
+    pub demo_database: String,
     pub user: String,
     pub password: Secret,
     pub compression: Compression,
@@ -196,6 +198,7 @@ impl Default for ClickHouseConfig {
         ClickHouseConfig {
             url: String::new(),
             database: "cx".into(),
+            demo_database: "cx_demo".into(),
             user: "default".into(),
             password: Secret::default(),
             compression: Compression::Auto,
@@ -290,33 +293,8 @@ impl Config {
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?
             }
         };
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.apply_env(|k| std::env::var(k).ok())?;
         Ok(cfg)
-    }
-
-    /// Environment overrides: addresses and secrets that differ per deployment.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = get("CXP_KAFKA_BROKERS") {
-            self.kafka.brokers = v;
-        }
-        if let Some(v) = get("CXP_KAFKA_SASL_PASSWORD") {
-            self.kafka.sasl_password = Some(Secret::new(v));
-        }
-        if let Some(v) = get("CXP_SCHEMA_REGISTRY_URL") {
-            self.codec.schema_registry_url = Some(v);
-        }
-        if let Some(v) = get("CXP_SCHEMA_REGISTRY_PASSWORD") {
-            self.codec.schema_registry_password = Some(Secret::new(v));
-        }
-        if let Some(v) = get("CXP_CLICKHOUSE_URL") {
-            self.clickhouse.url = v;
-        }
-        if let Some(v) = get("CXP_CLICKHOUSE_PASSWORD") {
-            self.clickhouse.password = Secret::new(v);
-        }
-        if let Some(v) = get("CXP_METRICS_LISTEN") {
-            self.metrics.listen = v;
-        }
     }
 
     /// Pure checks; every problem is reported at once.
@@ -441,14 +419,15 @@ impl Config {
                 self.clickhouse.url
             ));
         }
-        if self.clickhouse.database.is_empty()
-            || !self
-                .clickhouse
-                .database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            errs.push("clickhouse.database must be a plain identifier ([A-Za-z0-9_])".into());
+        let ident =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        for (key, v) in [
+            ("clickhouse.database", &self.clickhouse.database),
+            ("clickhouse.demo_database", &self.clickhouse.demo_database),
+        ] {
+            if !ident(v) {
+                errs.push(format!("{key} must be a plain identifier ([A-Za-z0-9_])"));
+            }
         }
         if duration("clickhouse.timeout", &self.clickhouse.timeout, &mut errs).is_zero() {
             errs.push("clickhouse.timeout must be > 0".into());
@@ -514,5 +493,6 @@ impl Config {
     }
 }
 
+mod env;
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,8 @@ fn secrets_stay_out_of_debug_and_env_overrides_apply() {
         "CXP_KAFKA_SASL_PASSWORD" => Some("s3cret".into()),
         "CXP_KAFKA_BROKERS" => Some("b:1".into()),
         _ => None,
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let dbg = format!("{cfg:?}");
     assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
     assert_eq!(cfg.kafka.brokers, "b:1");
@@ -95,4 +96,38 @@ fn an_assignment_strategy_that_splits_pairs_is_refused() {
         .consumer
         .insert("partition.assignment.strategy".into(), "range".into());
     assert!(c.validate().is_ok());
+}
+
+#[test]
+fn secrets_come_from_files_and_a_bad_file_names_the_variable_not_the_content() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("pw");
+    std::fs::write(&path, "from-a-file\n").unwrap_or_else(|e| panic!("{e}"));
+    let p = path.to_string_lossy().to_string();
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| (k == "CXP_CLICKHOUSE_PASSWORD_FILE").then(|| p.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.clickhouse.password.expose(), "from-a-file");
+
+    let missing = dir.path().join("nope").to_string_lossy().to_string();
+    let e = Config::default()
+        .apply_env(|k| (k == "CXP_KAFKA_SASL_PASSWORD_FILE").then(|| missing.clone()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("CXP_KAFKA_SASL_PASSWORD_FILE") && e.contains("nope"),
+        "{e}"
+    );
+
+    let e = Config::default()
+        .apply_env(|k| {
+            k.starts_with("CXP_SCHEMA_REGISTRY_PASSWORD")
+                .then(|| p.clone())
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("both set"), "{e}");
+    assert!(!e.contains("from-a-file"), "{e}");
 }

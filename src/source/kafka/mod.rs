@@ -9,6 +9,7 @@
 //! loop never holds the lock across `poll`.
 
 mod describe;
+mod diagnose;
 mod gauges;
 mod hold;
 mod setup;
@@ -41,6 +42,8 @@ pub enum JobError {
     Kafka(#[from] KafkaError),
     #[error("{0}")]
     Topics(String),
+    #[error("cannot connect to Kafka: {0}")]
+    Connect(String),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
@@ -107,6 +110,7 @@ impl KafkaJob {
         let cc = consumer_config(&self.config);
         let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
             changes: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
             metrics: self.metrics.clone(),
             committer: OnceLock::new(),
         })?;
@@ -114,7 +118,7 @@ impl KafkaJob {
             self.config.kafka.survey_topic.clone(),
             self.config.kafka.interaction_topic.clone(),
         ];
-        let source = check_topics(&consumer, &topics, &self.config.kafka.dead_letter_topic)?;
+        let source = check_topics(&consumer, &self.config)?;
         let partitions = source.topics[0].partitions;
         let store = CheckpointStore::new(
             self.sink.clone(),

@@ -28,6 +28,9 @@ pub(super) enum Change {
 /// for this member, so the revoke runs the committer's final flush inside the callback.
 pub(super) struct Ctx {
     pub(super) changes: Mutex<Vec<Change>>,
+    /// The last error librdkafka reported (authentication, TLS, transport), so a failed
+    /// startup can say why instead of "timed out".
+    pub(super) last_error: Mutex<Option<String>>,
     pub(super) metrics: Arc<Metrics>,
     /// Set once the committer exists (it needs the consumer's client to be created first).
     pub(super) committer: OnceLock<Arc<Mutex<Committer>>>,
@@ -37,7 +40,10 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition is how bounded runs learn they are done, not an error.
         if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            // librdkafka's reasons name brokers, mechanisms and certificate problems, never
+            // passwords.
             tracing::error!(%error, reason, "librdkafka error");
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         }
     }
 }
@@ -150,10 +156,14 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
 /// now instead of at the first reject. Returns the source identity checkpoints record.
 pub(super) fn check_topics(
     c: &BaseConsumer<Ctx>,
-    topics: &[String; 2],
-    dlq: &str,
+    cfg: &Config,
 ) -> Result<SourceIdentity, JobError> {
-    let md = c.fetch_metadata(None, Duration::from_secs(15))?;
+    let topics = [
+        cfg.kafka.survey_topic.clone(),
+        cfg.kafka.interaction_topic.clone(),
+    ];
+    let dlq = cfg.kafka.dead_letter_topic.as_str();
+    let md = connect(c, cfg)?;
     let count = |name: &str| {
         md.topics()
             .iter()
@@ -211,6 +221,48 @@ pub(super) fn check_topics(
     })
 }
 
+/// Fetches cluster metadata, serving librdkafka's error events in between attempts: an
+/// authentication or TLS failure stops the job at once with librdkafka's reason (wrong
+/// password, unknown CA, expired certificate), anything else after 15 s with the last reason.
+fn connect(c: &BaseConsumer<Ctx>, cfg: &Config) -> Result<rdkafka::metadata::Metadata, JobError> {
+    let start = std::time::Instant::now();
+    loop {
+        let res = c.fetch_metadata(None, Duration::from_secs(2));
+        let _ = c.poll(Duration::ZERO); // delivers error events to `Ctx::error`
+        let why = c
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match res {
+            Ok(md) => return Ok(md),
+            Err(e) => {
+                let fatal = why.as_deref().is_some_and(|w| {
+                    ["SASL", "SSL", "certificate", "uthenticat"]
+                        .iter()
+                        .any(|k| w.contains(k))
+                });
+                if fatal || start.elapsed() > Duration::from_secs(15) {
+                    let cert = why
+                        .as_deref()
+                        .filter(|w| w.contains("certificate verify failed"))
+                        .and_then(|_| {
+                            let ca = cfg.kafka.client.get("ssl.ca.location").map(String::as_str);
+                            super::diagnose::certificate_problem(&cfg.kafka.brokers, ca)
+                        })
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default();
+                    return Err(JobError::Connect(format!(
+                        "{e}{}{cert}; check kafka.brokers and the [kafka.client] security settings (security.protocol, sasl.*, ssl.*) and CXP_KAFKA_SASL_PASSWORD",
+                        why.map(|w| format!(": {w}")).unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
+}
+
 /// The high watermark librdkafka learned from its last fetch response. Unlike
 /// `fetch_watermarks` it sends no request: on a busy connection a ListOffsets request can
 /// queue behind long-poll fetches and time out.
@@ -244,6 +296,7 @@ mod tests {
         let counter = metrics.commit_errors.clone();
         let ctx = Ctx {
             changes: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
             metrics,
             committer: OnceLock::new(),
         };
