@@ -40,6 +40,8 @@ KAFKA_CONTROLLER_PORT=${CXP_KAFKA_CONTROLLER_PORT:-19093}
 REGISTRY_PORT=${CXP_REGISTRY_PORT:-18081}
 CH_HTTP_PORT=${CXP_CH_HTTP_PORT:-18123}
 CH_TCP_PORT=${CXP_CH_TCP_PORT:-19000}
+CH_HTTPS_PORT=${CXP_CH_HTTPS_PORT:-18443}
+REGISTRY_HTTPS_PORT=${CXP_REGISTRY_HTTPS_PORT:-18444}
 
 now_ms() { date +%s%3N; }
 
@@ -176,26 +178,39 @@ kafka_down() { # dir [KILL]
 registry_up() {
   local java; java=$(java_for_registry)
   [ -f "$APICURIO_HOME/quarkus-run.jar" ] || { echo "Apicurio missing in $APICURIO_HOME: run scripts/install-deps.sh" >&2; return 1; }
-  wait_free "$REGISTRY_PORT"
+  wait_free "$REGISTRY_PORT"; wait_free "$REGISTRY_HTTPS_PORT"
   mkdir -p "$DIR/registry"
   # The management interface (health, metrics) is switched off: it would listen on 0.0.0.0.
   (cd "$DIR/registry" && exec "$java" -Xms128m -Xmx512m \
       -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
       -Dquarkus.management.enabled=false -Dquarkus.log.level=WARN \
       -Dquarkus.http.access-log.enabled=false \
+      -Dquarkus.http.ssl-port="$REGISTRY_HTTPS_PORT" \
+      -Dquarkus.http.ssl.certificate.files="$DIR/certs/server.pem" \
+      -Dquarkus.http.ssl.certificate.key-files="$DIR/certs/server.key" \
       -jar "$APICURIO_HOME/quarkus-run.jar") </dev/null >"$DIR/registry/registry.log" 2>&1 &
   echo $! >"$DIR/registry/registry.pid"
 }
 
 clickhouse_up() {
-  wait_free "$CH_HTTP_PORT"; wait_free "$CH_TCP_PORT"
+  wait_free "$CH_HTTP_PORT"; wait_free "$CH_TCP_PORT"; wait_free "$CH_HTTPS_PORT"
   mkdir -p "$DIR/ch/data" "$DIR/ch/tmp" "$DIR/ch/user_files" "$DIR/ch/format_schemas"
   cat >"$DIR/ch/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>$DIR/ch/server.log</log><errorlog>$DIR/ch/server.err.log</errorlog><size>100M</size><count>2</count></logger>
   <http_port>$CH_HTTP_PORT</http_port>
+  <https_port>$CH_HTTPS_PORT</https_port>
   <tcp_port>$CH_TCP_PORT</tcp_port>
+  <openSSL><server>
+    <certificateFile>$DIR/certs/server.pem</certificateFile>
+    <privateKeyFile>$DIR/certs/server.key</privateKeyFile>
+    <verificationMode>none</verificationMode>
+    <loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions>
+    <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+    <preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>
   <listen_host>127.0.0.1</listen_host>
   <max_connections>256</max_connections>
   <keep_alive_timeout>3</keep_alive_timeout>
@@ -228,6 +243,8 @@ XML
 start() {
   rm -rf "$DIR"; mkdir -p "$DIR"
   local t0; t0=$(now_ms)
+  # Certificates for the HTTPS ports of ClickHouse and the registry, made now (CA in certs/).
+  "$HERE/make-certs.sh" "$DIR/certs"
   # The registry and ClickHouse start in the background while Kafka formats and boots.
   registry_up
   clickhouse_up
@@ -242,6 +259,9 @@ start() {
   echo "export CXP_CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT"
   echo "export CXP_SERVICES_DIR=$DIR"
   echo "export CXP_KAFKA_LIB=$KAFKA_LIB"
+  echo "export CXP_TEST_CA=$DIR/certs/ca.pem"
+  echo "export CXP_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$CH_HTTPS_PORT"
+  echo "export CXP_SCHEMA_REGISTRY_HTTPS_URL=https://127.0.0.1:$REGISTRY_HTTPS_PORT/apis/ccompat/v7"
 }
 
 stop_pid() { # pidfile

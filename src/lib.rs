@@ -37,4 +37,5 @@ pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod window;

@@ -201,7 +201,7 @@ async fn demo_sink(cfg: &Config, metrics: &Arc<Metrics>) -> Result<ClickHouseSin
         ));
     }
     // Checked before anything is created or written there.
-    let probe = ::clickhouse::Client::default()
+    let probe = cx_pipeline::sink::clickhouse::http_client(ch)?
         .with_url(&ch.url)
         .with_user(&ch.user)
         .with_password(ch.password.expose())
@@ -307,7 +307,7 @@ fn run(
         let schemas = Schemas::from_dir(cfg.codec.schemas_dir.as_deref())?;
         Ok::<_, String>((sink, schemas))
     })?;
-    let registry = registry(&cfg);
+    let registry = registry(&cfg)?;
     let decoder = Decoder::new(
         cfg.codec.format,
         schemas,
@@ -333,17 +333,24 @@ fn run(
     Ok(())
 }
 
-fn registry(cfg: &Config) -> Option<Registry> {
-    let url = cfg
+fn registry(cfg: &Config) -> Result<Option<Registry>, String> {
+    let Some(url) = cfg
         .codec
         .schema_registry_url
         .as_deref()
-        .filter(|u| !u.is_empty())?;
-    Some(Registry::new(
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    let r = Registry::new(
         url,
         cfg.codec.schema_registry_user.as_deref(),
         cfg.codec.schema_registry_password.as_ref(),
-    ))
+    );
+    match cfg.codec.schema_registry_ca_file.as_deref() {
+        Some(ca) => r.with_ca_file(ca).map(Some),
+        None => Ok(Some(r)),
+    }
 }
 
 async fn produce(
@@ -359,7 +366,7 @@ async fn produce(
     let ids = match cfg.codec.format {
         WireFormat::Avro => (0, 0),
         WireFormat::Confluent => {
-            let r = registry(&cfg)
+            let r = registry(&cfg)?
                 .ok_or("codec.schema_registry_url is required for the confluent format")?;
             (
                 r.register(

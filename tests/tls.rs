@@ -209,3 +209,44 @@ async fn the_job_runs_exactly_over_sasl_ssl_and_refuses_bad_credentials_and_cert
     .await;
     assert_eq!(code, 0, "bounded run over mutual TLS");
 }
+
+/// ClickHouse (18.16's `https_port`) and the real registry (Apicurio's TLS port) over HTTPS
+/// with the test CA, certificates made when the services started: the end-to-end result is
+/// exact; without the CA the job refuses to start, naming the certificate problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_and_the_registry_over_https_with_a_private_ca() {
+    let s = setup("https", Opts::default()).await;
+    let ca = common::env("CXP_TEST_CA");
+    let (ch_https, reg_https) = (
+        common::env("CXP_CLICKHOUSE_HTTPS_URL"),
+        common::env("CXP_SCHEMA_REGISTRY_HTTPS_URL"),
+    );
+    s.edit_config(
+        &format!("url = \"{}\"", s.ch),
+        &format!("url = \"{ch_https}\""),
+    );
+    let reg = common::env("CXP_SCHEMA_REGISTRY_URL");
+    s.edit_config(
+        &format!("schema_registry_url = \"{reg}\""),
+        &format!("schema_registry_url = \"{reg_https}\""),
+    );
+    let evs = events(12_000, 37);
+    let landed = s.produce(&evs).await;
+
+    // Without the private CA: refused at startup, before anything is consumed.
+    let text = s.run_refused(&[]).await;
+    assert!(
+        text.contains("certificate verify failed") && text.contains(&ch_https),
+        "{text}"
+    );
+    s.edit_config(
+        &format!("url = \"{ch_https}\""),
+        &format!("url = \"{ch_https}\"\nca_file = \"{ca}\""),
+    );
+    s.edit_config(
+        &format!("schema_registry_url = \"{reg_https}\""),
+        &format!("schema_registry_url = \"{reg_https}\"\nschema_registry_ca_file = \"{ca}\""),
+    );
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

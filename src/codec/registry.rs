@@ -6,6 +6,7 @@ use crate::config::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_tls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 pub struct Registry {
     base: String,
     auth: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -54,9 +55,19 @@ impl Registry {
         Registry {
             base: url.trim_end_matches('/').to_string(),
             auth,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(
+                crate::tls::https_connector(None, "codec.schema_registry_url")
+                    .unwrap_or_else(|_| HttpsConnector::new()),
+            ),
             timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Trusts a private CA (PEM file) for an `https://` registry, besides the system's roots.
+    pub fn with_ca_file(mut self, ca_file: &str) -> Result<Self, String> {
+        let conn = crate::tls::https_connector(Some(ca_file), "codec.schema_registry_ca_file")?;
+        self.client = Client::builder(TokioExecutor::new()).build(conn);
+        Ok(self)
     }
 
     async fn call(

@@ -99,6 +99,8 @@ pub struct CodecConfig {
     pub schema_registry_url: Option<String>,
     pub schema_registry_user: Option<String>,
     pub schema_registry_password: Option<Secret>,
+    /// A private CA (PEM) for an `https://` registry URL, besides the system's roots.
+    pub schema_registry_ca_file: Option<String>,
     /// Directory with the reader schemas; the embedded copies when unset.
     pub schemas_dir: Option<PathBuf>,
 }
@@ -110,6 +112,7 @@ impl Default for CodecConfig {
             schema_registry_url: Some("http://127.0.0.1:8081".into()),
             schema_registry_user: None,
             schema_registry_password: None,
+            schema_registry_ca_file: None,
             schemas_dir: None,
         }
     }
@@ -191,6 +194,8 @@ pub struct ClickHouseConfig {
     pub compression: Compression,
     /// One request's limit; a hung server counts as a failed attempt and is retried.
     pub timeout: String,
+    /// A private CA (PEM) for an `https://` URL, besides the system's trusted roots.
+    pub ca_file: Option<String>,
 }
 
 impl Default for ClickHouseConfig {
@@ -203,6 +208,7 @@ impl Default for ClickHouseConfig {
             password: Secret::default(),
             compression: Compression::Auto,
             timeout: "30s".into(),
+            ca_file: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum SinkError {
     },
     #[error("cannot read ClickHouse version: {0}")]
     Version(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("the insert task stopped: {0}")]
     Task(String),
 }
@@ -119,7 +121,8 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 impl ClickHouseSink {
     /// Connects, adapts to the server version, creates tables and self-tests inserts.
     pub async fn connect(cfg: &ClickHouseConfig, metrics: Arc<Metrics>) -> Result<Self, SinkError> {
-        let base = Client::default()
+        let base = http_client(cfg)
+            .map_err(SinkError::Tls)?
             .with_url(&cfg.url)
             .with_user(&cfg.user)
             .with_password(cfg.password.expose())
@@ -129,7 +132,7 @@ impl ClickHouseSink {
             .query("SELECT version()")
             .fetch_one()
             .await
-            .map_err(|e| SinkError::Version(format!("{}: {e}", cfg.url)))?;
+            .map_err(|e| SinkError::Version(format!("{}: {}", cfg.url, chain(&e))))?;
         let parsed = parse_version(&version).ok_or_else(|| SinkError::Version(version.clone()))?;
         if parsed < MIN_VERSION {
             return Err(SinkError::TooOld { version });
@@ -300,6 +303,33 @@ impl ClickHouseSink {
         self.insert("interaction_facts", contacts).await?;
         self.insert("window_aggregates", windows).await
     }
+}
+
+/// An error with its causes ("client error (Connect): ...: certificate verify failed"), so
+/// a TLS or connection problem is named instead of hidden behind the outermost message.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let next = s.to_string();
+        if !out.contains(&next) {
+            out.push_str(": ");
+            out.push_str(&next);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// A client for `http://` and `https://` URLs, trusting `clickhouse.ca_file` besides the
+/// system's roots. Idle connections are dropped before the server's 3 s keep-alive ends.
+pub fn http_client(cfg: &ClickHouseConfig) -> Result<Client, String> {
+    let conn = crate::tls::https_connector(cfg.ca_file.as_deref(), "clickhouse.ca_file")?;
+    Ok(Client::with_http_client(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build(conn),
+    ))
 }
 
 pub fn now_s() -> u32 {
