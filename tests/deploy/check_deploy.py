@@ -72,7 +72,25 @@ def compose_checks():
     ch = urllib.parse.urlparse(cfg["clickhouse"]["url"])
     check(ch.hostname in services and ch.port == 8123, "ClickHouse URL points at the compose server")
     mport = cfg["metrics"]["listen"].rsplit(":", 1)[1]
-    check(f"{mport}:{mport}" in services["pipeline"].get("ports", []), "pipeline publishes its metrics port")
+    check(f"127.0.0.1:{mport}:{mport}" in services["pipeline"].get("ports", []), "pipeline publishes its metrics port on loopback")
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            check(name == "grafana" or str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on loopback only")
+    # The example secrets are refused: preflight's script, run here by /bin/sh as compose would.
+    script = services["preflight"]["command"][0].replace("$$", "$")
+    for value, ok in [("change-me", False), ("short", False), ("a-real-secret-of-some-length", True)]:
+        env = {"PATH": os.environ["PATH"], "CLICKHOUSE_PASSWORD": "another-real-secret-1", "GRAFANA_ADMIN_PASSWORD": value, "GRAFANA_CLICKHOUSE_PASSWORD": "another-real-secret-2"}
+        r = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+        check((r.returncode == 0) == ok, f"preflight {'accepts' if ok else 'refuses'} GRAFANA_ADMIN_PASSWORD={value!r} ({r.stderr.strip()})")
+    for name in ["clickhouse", "grafana"]:
+        check(services[name]["depends_on"]["preflight"]["condition"] == "service_completed_successfully", f"{name} waits for preflight")
+    # Grafana reads ClickHouse as its own read-only user, never the admin.
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yml").read_text())
+    chds = [d for d in ds["datasources"] if d["type"] == "grafana-clickhouse-datasource"][0]
+    check(chds["jsonData"]["username"] == "grafana" and "GRAFANA_CLICKHOUSE_PASSWORD" in chds["secureJsonData"]["password"], "Grafana uses its own ClickHouse user")
+    user_xml = (ROOT / "deploy/clickhouse/grafana-user.xml").read_text()
+    check("<readonly>1</readonly>" in user_xml and "<database>cx</database>" in user_xml and 'from_env="GRAFANA_CLICKHOUSE_PASSWORD"' in user_xml, "the Grafana user is read-only, on cx only, its password from the environment")
+    check(any("grafana-user.xml:/etc/clickhouse-server/users.d/" in v for v in services["clickhouse"]["volumes"]), "ClickHouse loads the Grafana user")
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = [t for sc in prom["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]]
     check(f"pipeline:{mport}" in targets, "Prometheus scrapes the pipeline's metrics port")
@@ -115,10 +133,29 @@ def grafana_checks(services):
     return dashboards
 
 
-def substitute(sql, t_from, t_to):
+def grafana_format(value, fmt):
+    """Grafana's interpolation of one value: `percentencode` is its encodeURIComponentStrict
+    (everything but A-Z a-z 0-9 - _ . ~ percent-encoded); no format inserts the value raw."""
+    if fmt == "percentencode":
+        return urllib.parse.quote(value, safe="-_.~")
+    return value
+
+
+def substitute(sql, t_from, t_to, value="%"):
     sql = re.sub(r"\$__timeFilter\((\w+)\)", lambda m: f"{m.group(1)} >= toDateTime({t_from}) AND {m.group(1)} <= toDateTime({t_to})", sql)
     sql = sql.replace("$__fromTime", f"toDateTime({t_from})").replace("$__toTime", f"toDateTime({t_to})")
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}", "%", sql)
+    return re.sub(r"\$\{(\w+)(?::(\w+))?\}", lambda m: grafana_format(value, m.group(2)), sql)
+
+
+# Values a crafted dashboard URL (var-region=...) could carry: quote breaks, a UNION, a
+# backslash escape, a url() table function that would reach out of ClickHouse.
+HOSTILE = [
+    "' OR 1=1 --",
+    "x' UNION ALL SELECT 1, 2, 3 --",
+    "\\' OR 1=1 --",
+    "%' AND 0 UNION ALL SELECT * FROM url('http://127.0.0.1:1/x', 'CSV', 'a String') --",
+    "'; DROP TABLE cx.window_aggregates; --",
+]
 
 
 def ch_http(url, q):
@@ -133,7 +170,7 @@ def clickhouse_panel_checks(dashboards):
     db = f"boards_{os.getpid()}"
     binary = os.environ.get("CXP_BINARY") or str(pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/cx-pipeline")
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as cfg:
-        cfg.write(f'[clickhouse]\nurl = "{url}"\ndatabase = "{db}"\n[metrics]\nlisten = ""\n')
+        cfg.write(f'[clickhouse]\nurl = "{url}"\ndemo_database = "{db}"\n[metrics]\nlisten = ""\n')
     run = subprocess.run([binary, "--config", cfg.name, "demo", "--events", "30000", "--rate", "0"], capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
     if not check(run.returncode == 0, f"demo wrote to ClickHouse ({run.stderr[-300:]})"):
         return
@@ -161,6 +198,30 @@ def clickhouse_panel_checks(dashboards):
                     print(f"ok   {fname}: {what} ({len(out.splitlines())} rows)")
                 except Exception as e:  # noqa: BLE001
                     check(False, f"{fname}: {what} runs in ClickHouse 26: {e}")
+                if not re.search(r"\$\{\w+", q):
+                    continue
+                # A hostile variable value must give exactly what a value matching nothing
+                # gives, in ClickHouse 26 (chdb) and on the real 18.16 server alike.
+                for engine, run_q in [
+                    ("ClickHouse 26", lambda x: s.query(x, "TSV").bytes().decode()),
+                    ("the 18.16 server", lambda x: ch_http(url, x.replace("cx.", f"{db}.")).decode()),
+                ]:
+                    try:
+                        baseline = run_q(substitute(q, t_from, t_to, "no-such-value"))
+                    except Exception as e:  # noqa: BLE001
+                        # The boards target current servers (compose runs 24.8); a query
+                        # 18.16 cannot run at all is checked on ClickHouse 26 only.
+                        check(engine != "ClickHouse 26", f"{fname}: {what} with a plain value on {engine}: {e}")
+                        print(f"skip {fname}: {what} does not run on {engine} ({str(e)[:60]})")
+                        continue
+                    for bad in HOSTILE:
+                        try:
+                            got = run_q(substitute(q, t_from, t_to, bad))
+                        except Exception as e:  # noqa: BLE001
+                            check(False, f"{fname}: {what} with {bad!r} on {engine} fails instead of matching nothing: {e}")
+                            continue
+                        check(got == baseline, f"{fname}: {what} with {bad!r} on {engine} returns only its intended result")
+                print(f"ok   {fname}: {what}: {len(HOSTILE)} hostile variable values checked")
 
 
 def prometheus_checks(dashboards):
