@@ -236,6 +236,18 @@ XML
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 XML
+  # The compose stack's read-only Grafana user, from the very file the stack mounts, with two
+  # substitutions for this server: a literal password (18.16 has no from_env) and the database
+  # the check uses. A writer with a password, for the secrets checks.
+  mkdir -p "$DIR/ch/users.d"
+  sed -e 's|<clickhouse>|<yandex>|; s|</clickhouse>|</yandex>|' \
+      -e 's|<password from_env="GRAFANA_CLICKHOUSE_PASSWORD"/>|<password>grafana-test-secret</password>|' \
+      -e 's|<database>cx</database>|<database>cx_ro_check</database>|' \
+      "$HERE/../deploy/clickhouse/grafana-user.xml" >"$DIR/ch/users.d/grafana.xml"
+  cat >"$DIR/ch/users.d/writer.xml" <<XML
+<?xml version="1.0"?>
+<yandex><users><cx_writer><password>ch-writer-secret-1</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></cx_writer></users></yandex>
+XML
   (cd "$DIR/ch" && exec clickhouse-server --config-file="$DIR/ch/config.xml") </dev/null >"$DIR/ch/stdout.log" 2>&1 &
   echo $! >"$DIR/ch/ch.pid"
 }

@@ -97,6 +97,28 @@ fn ssl(certs: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Messages in both input topics (read over the plaintext listener).
+fn total_messages(brokers: &str, s: &Setup) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut n = 0;
+    for t in [&s.topics.0, &s.topics.1] {
+        for p in 0..common::harness::PARTITIONS {
+            let (lo, hi) = rdkafka::consumer::Consumer::fetch_watermarks(
+                &consumer,
+                t,
+                p,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            n += hi - lo;
+        }
+    }
+    n
+}
+
 /// A refused start: what, which listener, the client settings, extra environment, and the
 /// words its message must contain.
 type Case<'a> = (
@@ -191,6 +213,36 @@ async fn the_job_runs_exactly_over_sasl_ssl_and_refuses_bad_credentials_and_cert
     assert!(!text.contains(SECRET), "the password never reaches the log");
     check(&s, &evs, &all_visible(&landed)).await;
 
+    // The other mechanisms over TLS: SCRAM-SHA-256 and PLAIN (the same state resumes; nothing
+    // new to read), and the `generate` producer over SASL_SSL.
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let mut c = scram(&certs, "ca.pem");
+        c[1].1 = mechanism.into();
+        secure(&s, BASE + 1, &c);
+        let code = wait_exit(
+            s.pipeline_env(&["run", "--until-end"], None, &from_file),
+            Duration::from_secs(300),
+        )
+        .await;
+        assert_eq!(code, 0, "bounded run over SASL_SSL with {mechanism}");
+    }
+    let before = total_messages(&plain, &s);
+    let code = wait_exit(
+        s.pipeline_env(
+            &["generate", "--count", "300", "--rate", "0"],
+            None,
+            &from_file,
+        ),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(code, 0, "generate over SASL_SSL");
+    assert_eq!(
+        total_messages(&plain, &s) - before,
+        300,
+        "generate produced over SASL_SSL"
+    );
+
     // Mutual TLS with a client certificate: the same state resumes (nothing new to read).
     let mut mtls = ssl(&certs);
     mtls.push((
@@ -245,8 +297,37 @@ async fn clickhouse_and_the_registry_over_https_with_a_private_ca() {
     );
     s.edit_config(
         &format!("schema_registry_url = \"{reg_https}\""),
-        &format!("schema_registry_url = \"{reg_https}\"\nschema_registry_ca_file = \"{ca}\""),
+        &format!(
+            "schema_registry_url = \"{reg_https}\"\nschema_registry_ca_file = \"{ca}\"\nschema_registry_user = \"cx\""
+        ),
     );
-    s.run_to_end().await;
+    // Every secret of a secured run, the ClickHouse one from a file: none may reach the log.
+    s.edit_config(
+        &format!("\nca_file = \"{ca}\""),
+        &format!("\nca_file = \"{ca}\"\nuser = \"cx_writer\""),
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pw = dir.path().join("ch-password");
+    std::fs::write(&pw, "ch-writer-secret-1\n").unwrap_or_else(|e| panic!("{e}"));
+    let pw = pw.to_string_lossy().to_string();
+    let log = dir.path().join("run.log");
+    let code = wait_exit(
+        s.pipeline_env(
+            &["run", "--until-end"],
+            Some(&log),
+            &[
+                ("CXP_CLICKHOUSE_PASSWORD_FILE", pw.as_str()),
+                ("CXP_SCHEMA_REGISTRY_PASSWORD", "registry-secret-2"),
+            ],
+        ),
+        Duration::from_secs(600),
+    )
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "bounded run over HTTPS: {text}");
+    for secret in ["ch-writer-secret-1", "registry-secret-2"] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+    assert!(text.lines().count() > 3, "the run logged (RUST_LOG=info)");
     check(&s, &evs, &all_visible(&landed)).await;
 }

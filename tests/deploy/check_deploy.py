@@ -158,6 +158,12 @@ HOSTILE = [
 ]
 
 
+def ch_post(url, q):
+    """A statement that writes (HTTP GET is read-only in ClickHouse)."""
+    with urllib.request.urlopen(urllib.request.Request(url + "/", data=q.encode()), timeout=60) as r:
+        return r.read()
+
+
 def ch_http(url, q):
     with urllib.request.urlopen(url + "/?" + urllib.parse.urlencode({"query": q}), timeout=60) as r:
         return r.read()
@@ -224,6 +230,46 @@ def clickhouse_panel_checks(dashboards):
                 print(f"ok   {fname}: {what}: {len(HOSTILE)} hostile variable values checked")
 
 
+def readonly_user_checks():
+    """The Grafana user from deploy/clickhouse/grafana-user.xml, loaded by the real test server
+    (scripts/services.sh, database cx_ro_check): reads its database; cannot write, change
+    schema, change settings, read elsewhere or reach out with a table function."""
+    url = os.environ.get("CXP_CLICKHOUSE_URL")
+    if not url:
+        return
+    ch_post(url, "CREATE DATABASE IF NOT EXISTS cx_ro_check")
+    ch_post(url, "DROP TABLE IF EXISTS cx_ro_check.t")
+    ch_post(url, "CREATE TABLE cx_ro_check.t (x UInt32) ENGINE = MergeTree ORDER BY x")
+    ch_post(url, "INSERT INTO cx_ro_check.t VALUES (1)")
+    ch_post(url, "CREATE DATABASE IF NOT EXISTS cx_ro_other")
+    ch_post(url, "CREATE TABLE IF NOT EXISTS cx_ro_other.t (x UInt32) ENGINE = MergeTree ORDER BY x")
+
+    def as_grafana(q):
+        # POST, so a refusal comes from the user's rights, not from HTTP GET's read-only mode.
+        req = urllib.request.Request(url + "/", data=q.encode())
+        req.add_header("X-ClickHouse-User", "grafana")
+        req.add_header("X-ClickHouse-Key", "grafana-test-secret")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return True, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return False, e.read().decode()[:120]
+
+    ok, out = as_grafana("SELECT count() FROM cx_ro_check.t")
+    check(ok and out.strip() == "1", f"the Grafana user reads its database ({out.strip()})")
+    for what, q in [
+        ("insert", "INSERT INTO cx_ro_check.t VALUES (2)"),
+        ("drop", "DROP TABLE cx_ro_check.t"),
+        ("create", "CREATE TABLE cx_ro_check.u (x UInt8) ENGINE = Memory"),
+        ("change a setting", "SET max_memory_usage = 1"),
+        ("read another database", "SELECT count() FROM cx_ro_other.t"),
+        ("use the url() table function", "SELECT * FROM url('http://127.0.0.1:1/x', CSV, 'a String')"),
+    ]:
+        ok, out = as_grafana(q)
+        check(not ok, f"the Grafana user cannot {what} ({out.strip()[:80]})")
+        print(f"ok   Grafana user cannot {what}")
+
+
 def prometheus_checks(dashboards):
     exprs = [t["expr"] for d in dashboards.values() for p in d["panels"] for t in p["targets"] if "expr" in t]
     rules = {"groups": [{"name": "panels", "rules": [{"record": f"panel:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
@@ -245,6 +291,7 @@ def main():
     dashboards = grafana_checks(services)
     prometheus_checks(dashboards)
     clickhouse_panel_checks(dashboards)
+    readonly_user_checks()
     print(f"deploy checks: {'FAILED ' + str(len(failures)) if failures else 'all passed'}")
     return 1 if failures else 0
 
