@@ -201,12 +201,7 @@ async fn demo_sink(cfg: &Config, metrics: &Arc<Metrics>) -> Result<ClickHouseSin
         ));
     }
     // Checked before anything is created or written there.
-    let probe = cx_pipeline::sink::clickhouse::http_client(ch)?
-        .with_url(&ch.url)
-        .with_user(&ch.user)
-        .with_password(ch.password.expose())
-        .with_compression(::clickhouse::Compression::None)
-        .with_validation(false);
+    let probe = cx_pipeline::sink::clickhouse::base_client(ch)?;
     let tables: u64 = probe
         .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'checkpoints'")
         .bind(&ch.demo_database)

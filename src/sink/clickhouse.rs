@@ -91,19 +91,6 @@ impl SinkError {
     }
 }
 
-/// Error mapper for statements that are not retried.
-fn once(
-    op: &'static str,
-    table: &'static str,
-) -> impl FnOnce(::clickhouse::error::Error) -> SinkError {
-    move |source| SinkError::Insert {
-        op,
-        table,
-        attempts: 1,
-        source,
-    }
-}
-
 pub struct ClickHouseSink {
     client: Client,
     db: String,
@@ -121,13 +108,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 impl ClickHouseSink {
     /// Connects, adapts to the server version, creates tables and self-tests inserts.
     pub async fn connect(cfg: &ClickHouseConfig, metrics: Arc<Metrics>) -> Result<Self, SinkError> {
-        let base = http_client(cfg)
-            .map_err(SinkError::Tls)?
-            .with_url(&cfg.url)
-            .with_user(&cfg.user)
-            .with_password(cfg.password.expose())
-            .with_compression(::clickhouse::Compression::None)
-            .with_validation(false);
+        let base = base_client(cfg).map_err(SinkError::Tls)?;
         let version: String = base
             .query("SELECT version()")
             .fetch_one()
@@ -161,7 +142,7 @@ impl ClickHouseSink {
                 .query(&ddl.replace("{db}", &sink.db))
                 .execute()
                 .await
-                .map_err(once("DDL", "schema"))?;
+                .map_err(|e| SinkError::query("DDL", "schema", e))?;
         }
         // Inserts name the bare table: the crate quotes `db.table` as one identifier.
         let sink = ClickHouseSink {
@@ -197,7 +178,7 @@ impl ClickHouseSink {
             .bind(&token)
             .fetch_one()
             .await
-            .map_err(once("probe read", "insert_probe"))?;
+            .map_err(|e| SinkError::query("probe read", "insert_probe", e))?;
         if n != 1 {
             return Err(SinkError::SilentLoss {
                 version: self.version.clone(),
@@ -319,6 +300,17 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// The configured server, user and password, uncompressed and unvalidated: what works on
+/// every supported version before the version is known.
+pub fn base_client(cfg: &ClickHouseConfig) -> Result<Client, String> {
+    Ok(http_client(cfg)?
+        .with_url(&cfg.url)
+        .with_user(&cfg.user)
+        .with_password(cfg.password.expose())
+        .with_compression(::clickhouse::Compression::None)
+        .with_validation(false))
 }
 
 /// A client for `http://` and `https://` URLs, trusting `clickhouse.ca_file` besides the

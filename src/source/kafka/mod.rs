@@ -365,8 +365,8 @@ impl Run<'_> {
             }
             self.expect.remove(&(stream, p));
         }
-        let committer = self.committer.clone();
-        let mut c = committer.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks the field, not `self`: the loop's own fields stay usable beside the guard.
+        let mut c = self.committer.lock().unwrap_or_else(|p| p.into_inner());
         if !c.owns(p) {
             return Ok(()); // fenced or lost; the rebalance that follows takes it away
         }
