@@ -54,6 +54,18 @@ pub struct GenConfig {
     pub malformed_share: f64,
     /// Share of events held back an hour or more (they arrive too late).
     pub late_share: f64,
+    /// An injected NPS drop in one team (the detector's tests and demos).
+    pub drop: Option<TeamDrop>,
+}
+
+/// From `from_ms` to `to_ms` (survey time), each ticket survey rating team `team`'s contact
+/// is, with probability `share`, replaced by a detractor's score (0-6).
+#[derive(Clone, Debug)]
+pub struct TeamDrop {
+    pub team: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub share: f64,
 }
 
 impl Default for GenConfig {
@@ -66,6 +78,7 @@ impl Default for GenConfig {
             customers: 5_000,
             malformed_share: 0.01,
             late_share: 0.003,
+            drop: None,
         }
     }
 }
@@ -239,8 +252,10 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
         let mut end = t;
         let mut handle_total = 0i64;
         let mut resolved = false;
+        let mut last_team = "";
         for c in 0..contacts {
             let (team, slow) = *r.pick(&TEAMS);
+            last_team = team;
             let agent = format!("{team}-a{:02}", r.below(8));
             let channel = *r.pick(&CHANNELS);
             let talk = (r.range(120_000, 600_000) as f64 * slow) as i64;
@@ -290,14 +305,23 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
             // Faster, resolved tickets make promoters; long, unresolved ones detractors.
             let minutes = handle_total as f64 / 60_000.0;
             let base = 9.5 - minutes / 9.0 - if resolved { 0.0 } else { 3.0 } + r.f64() * 3.0 - 1.5;
-            let nps = base.round().clamp(0.0, 10.0) as u8;
-            let csat = ((f64::from(nps) / 2.2).round() as u8).clamp(1, 5);
+            let mut nps = base.round().clamp(0.0, 10.0) as u8;
             seq += 1;
             let submitted = if with_ticket {
                 end + r.range(120_000, 3 * 3_600_000)
             } else {
                 t + r.range(0, 3_600_000)
             };
+            if let Some(d) = &cfg.drop {
+                if with_ticket
+                    && last_team == d.team
+                    && (d.from_ms..d.to_ms).contains(&submitted)
+                    && r.chance(d.share)
+                {
+                    nps = r.below(u64::from(crate::model::DETRACTOR_MAX) + 1) as u8;
+                }
+            }
+            let csat = ((f64::from(nps) / 2.2).round() as u8).clamp(1, 5);
             let s = Survey {
                 response_id: format!("r{seq:08}"),
                 customer_id: customer.clone(),

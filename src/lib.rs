@@ -28,6 +28,7 @@
 pub mod codec;
 pub mod config;
 pub mod delivery;
+pub mod detect;
 pub mod generator;
 pub mod ingest;
 pub mod internal_events;

@@ -78,6 +78,28 @@ enum Cmd {
     },
     /// Check a config file and print every problem.
     Validate,
+    /// Watch every segment's NPS in ClickHouse and deliver drop alerts (README, Alerts).
+    Detect {
+        /// Evaluate every complete hour once and exit (backfills, tests).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Score the detector and today's Prometheus rule on a simulated year with known drops.
+    SimulateDetector {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        #[arg(long, default_value_t = 80)]
+        teams: usize,
+        #[arg(long, default_value_t = 24.0)]
+        agents_per_team: f64,
+        #[arg(long, default_value_t = 400)]
+        drops: usize,
+        /// Also write the markdown report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +154,28 @@ fn main() -> ExitCode {
             partitions,
         } => rt.block_on(demo(cfg, validated, events, rate, seed, partitions, stop)),
         Cmd::Run { until_end } => run(&rt, cfg, validated, until_end, stop),
+        Cmd::Detect { once } => rt.block_on(cx_pipeline::detect::service::run(
+            cfg, validated, once, stop,
+        )),
+        Cmd::SimulateDetector {
+            seed,
+            days,
+            teams,
+            agents_per_team,
+            drops,
+            out,
+        } => {
+            let sim = cx_pipeline::detect::sim::SimConfig {
+                seed,
+                days,
+                teams,
+                agents_per_team,
+                drops,
+                settings: validated.detector.stats.clone(),
+                ..Default::default()
+            };
+            cx_pipeline::detect::sim::report::print(&sim, out.as_deref())
+        }
         Cmd::Generate {
             count,
             seed,

@@ -39,11 +39,16 @@ pub enum NpsClass {
     Detractor,
 }
 
+/// Highest score that is a detractor (0-6); SQL over the facts uses the same bound.
+pub const DETRACTOR_MAX: u8 = 6;
+/// Lowest score that is a promoter (9-10).
+pub const PROMOTER_MIN: u8 = 9;
+
 impl NpsClass {
     pub fn of(score: u8) -> NpsClass {
         match score {
-            9.. => NpsClass::Promoter,
-            7..=8 => NpsClass::Passive,
+            PROMOTER_MIN.. => NpsClass::Promoter,
+            s if s > DETRACTOR_MAX => NpsClass::Passive,
             _ => NpsClass::Detractor,
         }
     }

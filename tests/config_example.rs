@@ -18,6 +18,55 @@ fn example_config_is_valid_and_shows_the_defaults() {
         cfg.kafka.survey_topic,
         cx_pipeline::config::Config::default().kafka.survey_topic
     );
+    let (a, b) = (&v.detector.stats, &d.detector.stats);
+    assert_eq!(
+        (
+            a.budget_per_week,
+            a.baseline_days,
+            a.gap_days,
+            a.min_history_days
+        ),
+        (
+            b.budget_per_week,
+            b.baseline_days,
+            b.gap_days,
+            b.min_history_days
+        )
+    );
+    assert_eq!(
+        (
+            a.max_delta,
+            a.baseline_margin_se,
+            a.resolve_share,
+            a.min_active_hours,
+            a.digest_fdr
+        ),
+        (
+            b.max_delta,
+            b.baseline_margin_se,
+            b.resolve_share,
+            b.min_active_hours,
+            b.digest_fdr
+        )
+    );
+    assert_eq!(v.detector.nesting, d.detector.nesting);
+}
+
+#[test]
+fn bad_detector_settings_are_named() {
+    let text = "[detector]\nbudget_per_week = 0\nbaseline = \"36h\"\ndelta = { agnet = 20 }\nresolve_share = 2\nnesting = [[\"agent\", \"agent\"]]\nalertmanager_url = \"alertmanager:9093\"\n";
+    let cfg: cx_pipeline::config::Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+    let err = cfg.validate().map(|_| ()).unwrap_err().to_string();
+    for key in [
+        "detector.budget_per_week",
+        "detector.baseline",
+        "detector.delta.agnet",
+        "detector.resolve_share",
+        "detector.nesting[0]",
+        "detector.alertmanager_url",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
 }
 
 #[test]

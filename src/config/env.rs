@@ -67,6 +67,12 @@ impl Config {
         if let Some(v) = get("CXP_METRICS_LISTEN") {
             self.metrics.listen = v;
         }
+        if let Some(v) = get("CXP_ALERTMANAGER_URL") {
+            self.detector.alertmanager_url = v;
+        }
+        if let Some(v) = get("CXP_DETECTOR_METRICS_LISTEN") {
+            self.detector.metrics_listen = v;
+        }
         if errs.is_empty() {
             Ok(())
         } else {

@@ -2,12 +2,14 @@
 //! its key) -> settings the stages build from. Addresses and secrets can be overridden by
 //! environment variables so deployments keep secrets out of files.
 
+mod detector;
 mod ingest;
 
 use crate::codec::WireFormat;
 use crate::join::{AttributionPolicy, JoinConfig};
 use crate::pipeline::Settings;
 use crate::window::{Grouping, WindowConfig};
+pub use detector::{DetectorSection, DetectorSettings};
 pub use ingest::IngestSection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +47,7 @@ pub struct Config {
     pub sink: SinkConfig,
     pub metrics: MetricsConfig,
     pub ingest: IngestSection,
+    pub detector: DetectorSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -268,6 +271,7 @@ pub struct Validated {
     pub settings: Settings,
     pub flush_period: Duration,
     pub checkpoint_interval: Duration,
+    pub detector: DetectorSettings,
 }
 
 /// Milliseconds of a duration, saturating: a config may say "1000000y".
@@ -412,6 +416,8 @@ impl Config {
                 Err(e) => errs.push(format!("window.grouping_sets[{i}]: {e}")),
             }
         }
+        let masks: Vec<u8> = groupings.iter().map(|g| g.mask).collect();
+        let detector = self.detector.validate(&masks, &mut errs);
         if w.grouping_sets.is_empty() {
             errs.push("window.grouping_sets must have at least one set ([] is overall)".into());
         }
@@ -478,6 +484,7 @@ impl Config {
             },
             flush_period,
             checkpoint_interval,
+            detector,
         })
     }
 

@@ -15,13 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-const DDL: [&str; 6] = [
+const DDL: [&str; 9] = [
     include_str!("sql/001_database.sql"),
     include_str!("sql/002_survey_facts.sql"),
     include_str!("sql/003_interaction_facts.sql"),
     include_str!("sql/004_window_aggregates.sql"),
     include_str!("sql/005_checkpoints.sql"),
     include_str!("sql/006_insert_probe.sql"),
+    include_str!("sql/007_nps_alerts.sql"),
+    include_str!("sql/008_nps_digest.sql"),
+    include_str!("sql/009_detector_progress.sql"),
 ];
 
 /// Oldest server the row formats and DDL were verified against.

@@ -259,17 +259,7 @@ pub fn read_dead_letter_records(
     brokers: &str,
     topic: &str,
 ) -> Vec<(HashMap<String, String>, usize)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (_, high) = c
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
-    c.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
+    let (c, high) = topic_reader(brokers, topic);
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while (out.len() as i64) < high && std::time::Instant::now() < deadline {
@@ -358,4 +348,35 @@ pub fn metric_sum(text: &str, name: &str) -> u64 {
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// A consumer subscribed to a one-partition topic from its start, and the topic's end offset.
+fn topic_reader(brokers: &str, topic: &str) -> (BaseConsumer, i64) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("topic-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, high) = c
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
+    (c, high)
+}
+
+/// Every record of a one-partition topic: (key, payload) as text.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let (c, high) = topic_reader(brokers, topic);
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < high && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            out.push((text(m.key()), text(m.payload())));
+        }
+    }
+    out
 }

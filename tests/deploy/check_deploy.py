@@ -49,7 +49,7 @@ def compose_checks():
     check(r.returncode != 0 and "CLICKHOUSE_PASSWORD" in r.stderr, "compose refuses to start without the secrets in .env")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ["kafka", "init-topics", "schema-registry", "clickhouse", "pipeline", "generator", "prometheus", "alertmanager", "grafana"]:
+    for name in ["kafka", "init-topics", "schema-registry", "clickhouse", "pipeline", "detector", "generator", "prometheus", "alertmanager", "grafana"]:
         check(name in services, f"compose service {name}")
     for name, svc in services.items():
         check("image" in svc or "build" in svc, f"{name} has an image or build")
@@ -94,6 +94,10 @@ def compose_checks():
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = [t for sc in prom["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]]
     check(f"pipeline:{mport}" in targets, "Prometheus scrapes the pipeline's metrics port")
+    check("detector:9899" in targets, "Prometheus scrapes the detector (its meta-alerts need it)")
+    denv = services["detector"]["environment"]
+    check(denv.get("CXP_ALERTMANAGER_URL") == "http://alertmanager:9093", "the detector posts to the stack's Alertmanager")
+    check("cx-nps-alerts" in " ".join(services["init-topics"]["command"]), "init-topics creates the alert topic")
     check(any("alertmanager:9093" in t for a in prom["alerting"]["alertmanagers"] for s in a["static_configs"] for t in s["targets"]), "Prometheus sends to Alertmanager")
     for name, svc in services.items():
         env = svc.get("environment", {})
@@ -193,6 +197,19 @@ def clickhouse_panel_checks(dashboards):
             check(int(n) > 0, f"copied {table} rows into chdb ({n})")
         t_to = int(__import__("time").time()) + 3600
         t_from = t_to - 8 * 86400
+        # A fixture (the demo has no month of history to alert on): one firing and one
+        # resolved alert, so the active-alerts panel and the annotations have rows to show.
+        s.query("INSERT INTO cx.nps_alerts (alert_id, state, event_time, fired_at, change_start, grouping, segment, nps, n, baseline_nps, effect, written_at) VALUES "
+                "('a1', 'firing', now() - 3600, now() - 3600, now() - 7200, 'team', 'team=billing', -12.5, 80, 31.0, -43.5, now()), "
+                "('a2', 'firing', now() - 9000, now() - 9000, now() - 9900, 'region', 'region=emea', 20.0, 900, 30.0, -10.0, now()), "
+                "('a2', 'resolved', now() - 5000, now() - 9000, now() - 9900, 'region', 'region=emea', 28.0, 1500, 30.0, -2.0, now())")
+        active = s.query("SELECT segment FROM cx.nps_alerts FINAL WHERE state = 'firing' AND alert_id IN (SELECT alert_id FROM cx.nps_alerts GROUP BY alert_id HAVING argMax(state, event_time) = 'firing')", "CSV").bytes().decode().split()
+        check(active == ['"team=billing"'], f"only the unresolved fixture alert is active ({active})")
+        for d in dashboards.values():
+            for a in d.get("annotations", {}).get("list", []):
+                sql = substitute(a["target"]["rawSql"], t_from, t_to)
+                out = s.query(sql, "TSV").bytes().decode()
+                check(len(out.splitlines()) == 2, f"annotation {a['name']!r} gives both fixture alerts ({out!r})")
         for fname, d in dashboards.items():
             queries = [(f"variable {v['name']}", v["query"]) for v in d.get("templating", {}).get("list", []) if v["datasource"]["uid"] == "clickhouse"]
             queries += [(f"panel {p['title']!r}", t["rawSql"]) for p in d["panels"] for t in p["targets"] if "rawSql" in t]

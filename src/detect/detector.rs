@@ -1,0 +1,461 @@
+//! The detector's state machine: one step per hour with every segment's class counts; it
+//! refits baselines and thresholds at each UTC midnight, runs the CUSUM bank of every
+//! segment, and returns alert events and, at midnight, the digest. Pure: no clock, no I/O, so
+//! the ClickHouse service, the simulation harness and the tests drive the same code.
+
+use super::alert::{AlertEvent, AlertState, Contributor, DigestEntry};
+use super::baseline::{prior_strength, raw, Baseline, History, Raw};
+use super::cusum::{alternative, kl_per_answer, llr, threshold, Cusum};
+use super::segment::{Hierarchy, SegmentKey};
+use super::stats::{nps_interval, tilt, Counts};
+use super::Settings;
+
+mod digest;
+use std::collections::HashMap;
+
+pub struct Active {
+    pub event: AlertEvent,
+    fired_hour: i64,
+    change_start: i64,
+    delta: f64,
+    baseline: Baseline,
+    /// Evidence for recovery: a CUSUM of the reversed log-ratio.
+    recovery: f64,
+}
+
+struct Seg {
+    key: SegmentKey,
+    parent: Option<usize>,
+    children: Vec<usize>,
+    history: History,
+    baseline: Option<Baseline>,
+    bank: Vec<Cusum>,
+    active: Option<Active>,
+}
+
+/// What one hour produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub alerts: Vec<AlertEvent>,
+    pub digest: Vec<DigestEntry>,
+}
+
+pub struct Detector {
+    set: Settings,
+    hier: Hierarchy,
+    segs: Vec<Seg>,
+    ids: HashMap<SegmentKey, usize>,
+    first_hour: Option<i64>,
+    last_hour: Option<i64>,
+    day: Option<i64>,
+    ring: usize,
+}
+
+impl Detector {
+    pub fn new(set: Settings, hier: Hierarchy) -> Self {
+        let ring = ((set.baseline_days + set.gap_days + 1) * 24) as usize;
+        Detector {
+            set,
+            hier,
+            segs: Vec::new(),
+            ids: HashMap::new(),
+            first_hour: None,
+            last_hour: None,
+            day: None,
+            ring,
+        }
+    }
+
+    pub fn hierarchy_mut(&mut self) -> &mut Hierarchy {
+        &mut self.hier
+    }
+
+    pub fn last_hour(&self) -> Option<i64> {
+        self.last_hour
+    }
+
+    pub fn segments(&self) -> usize {
+        self.segs.len()
+    }
+
+    /// Segments with a baseline, by grouping: what is being watched.
+    pub fn watched(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for s in self.segs.iter().filter(|s| s.baseline.is_some()) {
+            *m.entry(s.key.grouping()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// A segment's baseline in effect and the thresholds of its CUSUM bank.
+    pub fn baseline_of(&self, id: usize) -> Option<(&Baseline, Vec<(f64, f64)>)> {
+        let s = self.segs.get(id)?;
+        let b = s.baseline.as_ref()?;
+        Some((b, s.bank.iter().map(|c| (c.delta, c.threshold)).collect()))
+    }
+
+    /// Adds what only the facts can tell (detractor categories and ids) to an active alert,
+    /// so re-sent copies carry it too.
+    pub fn annotate(
+        &mut self,
+        alert_id: &str,
+        cats: Vec<super::alert::CategoryShare>,
+        ids: Vec<String>,
+    ) {
+        for s in &mut self.segs {
+            if let Some(a) = s.active.as_mut().filter(|a| a.event.alert_id == alert_id) {
+                a.event.detractor_categories = cats;
+                a.event.detractor_response_ids = ids;
+                return;
+            }
+        }
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &Active> {
+        self.segs.iter().filter_map(|s| s.active.as_ref())
+    }
+
+    /// The id of a segment, registering it on first sight (ids feed [`Detector::step_ids`]).
+    pub fn register(&mut self, key: &SegmentKey) -> usize {
+        self.id(key)
+    }
+
+    fn id(&mut self, key: &SegmentKey) -> usize {
+        if let Some(&i) = self.ids.get(key) {
+            return i;
+        }
+        let i = self.segs.len();
+        let delta = self.set.delta(key.mask);
+        self.segs.push(Seg {
+            key: key.clone(),
+            parent: None,
+            children: Vec::new(),
+            history: History::new(self.ring),
+            baseline: None,
+            bank: Cusum::bank(delta, self.set.max_delta.max(delta)),
+            active: None,
+        });
+        self.ids.insert(key.clone(), i);
+        i
+    }
+
+    /// Feeds one hour (Unix hour number: seconds / 3600). Hours must come in order; skipped
+    /// hours count as hours without answers, an hour at or before the last one is ignored.
+    pub fn step(&mut self, hour: i64, rows: &[(SegmentKey, Counts)]) -> Output {
+        let rows: Vec<(usize, Counts)> = rows.iter().map(|(k, c)| (self.id(k), *c)).collect();
+        self.step_ids(hour, &rows)
+    }
+
+    /// [`Detector::step`] with registered ids.
+    pub fn step_ids(&mut self, hour: i64, rows: &[(usize, Counts)]) -> Output {
+        let mut out = Output::default();
+        if let Some(last) = self.last_hour {
+            if hour <= last {
+                return out;
+            }
+            for h in last + 1..hour {
+                self.advance(h, &[], &mut out);
+            }
+        }
+        self.advance(hour, rows, &mut out);
+        out
+    }
+
+    fn advance(&mut self, hour: i64, rows: &[(usize, Counts)], out: &mut Output) {
+        self.first_hour.get_or_insert(hour);
+        let day = hour.div_euclid(24);
+        if self.day != Some(day) {
+            if self.day.is_some() {
+                out.digest = self.digest(day);
+            }
+            self.rebaseline(day);
+            self.day = Some(day);
+        }
+        self.last_hour = Some(hour);
+        let mut counts = vec![Counts::default(); self.segs.len()];
+        for &(i, c) in rows {
+            if let Some(x) = counts.get_mut(i) {
+                x.add(&c);
+            }
+        }
+        for (s, c) in self.segs.iter_mut().zip(&counts) {
+            s.history.set(hour, c);
+            if s.active.is_some() {
+                s.history.exclude(hour);
+            }
+        }
+        let ready = self.first_hour.is_some_and(|f| {
+            hour >= f + i64::from((self.set.gap_days + self.set.min_history_days) * 24)
+        });
+        if !ready {
+            return;
+        }
+        for (i, c) in counts.iter().enumerate() {
+            if let Some(e) = self.evaluate(i, hour, c) {
+                out.alerts.push(e);
+            }
+        }
+    }
+
+    fn evaluate(&mut self, i: usize, hour: i64, c: &Counts) -> Option<AlertEvent> {
+        let margin = self.set.baseline_margin_se;
+        let s = &mut self.segs[i];
+        if let Some(a) = &mut s.active {
+            let b = &a.baseline;
+            let m0 = b.expected(hour, margin);
+            // Recovery is judged against the grouping's own δ (the bank's smallest), not the
+            // size that fired: "back near the baseline" must be shown against "still δ
+            // below", or one good hour would end an alert for a large drop.
+            let (d, h) = s
+                .bank
+                .first()
+                .map_or((a.delta, 0.0), |c| (c.delta, c.threshold));
+            let (theta, lnz) = alternative(b.null_mix(hour, margin), m0, d);
+            a.recovery = (a.recovery - llr(c, theta, lnz, b.phi)).max(0.0);
+            let need = (self.set.resolve_share * h).max(super::cusum::MIN_THRESHOLD);
+            let done =
+                a.recovery >= need && hour - a.fired_hour >= i64::from(self.set.min_active_hours);
+            if !done {
+                return None;
+            }
+            let a = s.active.take()?;
+            for cu in &mut s.bank {
+                cu.reset(hour + 1);
+            }
+            let mut e = self.describe(i, hour, a.change_start, a.delta, 0.0, 0.0, &a.baseline);
+            e.alert_id = a.event.alert_id;
+            e.fired_at = a.event.fired_at;
+            e.statistic = a.recovery;
+            e.threshold = need;
+            e.state = AlertState::Resolved;
+            return Some(e);
+        }
+        if c.n() == 0 {
+            return None;
+        }
+        // A nested segment (an agent in its team) does not page while its parent does: it
+        // is listed among the parent's contributors instead. Overall never folds anything.
+        let folded = s
+            .parent
+            .is_some_and(|p| p != i && self.segs[p].key.mask != 0 && self.segs[p].active.is_some());
+        let s = &mut self.segs[i];
+        let b = s.baseline.as_ref()?;
+        let m0 = b.expected(hour, margin);
+        let null = b.null_mix(hour, margin);
+        let mut fired: Option<(f64, usize)> = None;
+        for (k, cu) in s.bank.iter_mut().enumerate() {
+            let (theta, lnz) = alternative(null, m0, cu.delta);
+            if cu.update(hour, llr(c, theta, lnz, b.phi)) {
+                let ratio = cu.s / cu.threshold;
+                if fired.is_none_or(|(r, _)| ratio > r) {
+                    fired = Some((ratio, k));
+                }
+            }
+        }
+        let (_, k) = fired?;
+        if folded {
+            for cu in &mut s.bank {
+                cu.s = cu.s.min(cu.threshold);
+            }
+            return None;
+        }
+        let cu = s.bank[k].clone();
+        let baseline = b.clone();
+        for h in cu.start.max(hour + 1 - self.ring as i64)..=hour {
+            s.history.exclude(h);
+        }
+        let mut e = self.describe(i, hour, cu.start, cu.delta, cu.s, cu.threshold, &baseline);
+        e.alert_id = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(format!("{}|{}|{}", e.grouping, e.segment, hour).as_bytes())
+        );
+        self.segs[i].active = Some(Active {
+            event: e.clone(),
+            fired_hour: hour,
+            change_start: cu.start,
+            delta: cu.delta,
+            baseline,
+            recovery: 0.0,
+        });
+        Some(e)
+    }
+
+    /// Counts since `start` and what the baseline expected of them (mean score × n).
+    fn observed_vs_expected(&self, i: usize, b: &Baseline, start: i64, hour: i64) -> (Counts, f64) {
+        let s = &self.segs[i];
+        let from = start.max(hour + 1 - self.ring as i64);
+        let mut c = Counts::default();
+        let mut expected = 0.0;
+        for h in from..=hour {
+            let x = s.history.get(h);
+            expected += x.n() as f64 * b.expected(h, 0.0);
+            c.add(&x);
+        }
+        (c, expected)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn describe(
+        &self,
+        i: usize,
+        hour: i64,
+        start: i64,
+        delta: f64,
+        statistic: f64,
+        threshold: f64,
+        b: &Baseline,
+    ) -> AlertEvent {
+        let z = self.set.z;
+        let s = &self.segs[i];
+        let (c, expected) = self.observed_vs_expected(i, b, start, hour);
+        let since = nps_interval(&c, z);
+        let base = if c.n() > 0 {
+            100.0 * expected / c.n() as f64
+        } else {
+            100.0 * b.expected(hour, 0.0)
+        };
+        let mut contributors: Vec<Contributor> = s
+            .children
+            .iter()
+            .filter_map(|&ch| {
+                let cb = self.segs[ch].baseline.as_ref()?;
+                let (cc, ce) = self.observed_vs_expected(ch, cb, start, hour);
+                let points = 100.0 * (ce - cc.score_sum()) / c.n().max(1) as f64;
+                (points > 0.0).then(|| Contributor {
+                    segment: self.segs[ch].key.label(),
+                    points,
+                    n: cc.n(),
+                })
+            })
+            .collect();
+        contributors.sort_by(|a, b| b.points.total_cmp(&a.points));
+        contributors.truncate(5);
+        AlertEvent {
+            alert_id: String::new(),
+            state: AlertState::Firing,
+            grouping: s.key.grouping(),
+            segment: s.key.label(),
+            dims: s
+                .key
+                .dims()
+                .map(|(d, v)| (d.to_string(), v.to_string()))
+                .collect(),
+            at: (hour + 1) * 3600,
+            fired_at: (hour + 1) * 3600,
+            change_start: start * 3600,
+            nps: since.nps,
+            nps_low: since.low,
+            nps_high: since.high,
+            n: since.n,
+            baseline_nps: base,
+            baseline_low: base - z * 100.0 * b.se,
+            baseline_high: base + z * 100.0 * b.se,
+            baseline_n: b.raw.n(),
+            effect: since.nps - base,
+            delta: 100.0 * delta,
+            statistic,
+            threshold,
+            contributors,
+            detractor_categories: Vec::new(),
+            detractor_response_ids: Vec::new(),
+        }
+    }
+
+    /// Refits every segment's baseline from the window ending `gap_days` before `day`, then
+    /// every threshold from the budget.
+    fn rebaseline(&mut self, day: i64) {
+        let Some(first) = self.first_hour else { return };
+        let to = (day - i64::from(self.set.gap_days)) * 24;
+        let from = (to - i64::from(self.set.baseline_days) * 24).max(first);
+        if to - from < i64::from(self.set.min_history_days) * 24 {
+            return;
+        }
+        // Parents (creating any not seen yet), children and a parents-first order.
+        let mut i = 0;
+        while i < self.segs.len() {
+            let key = self.segs[i].key.clone();
+            let p = self.hier.parent(&key).map(|pk| self.id(&pk));
+            self.segs[i].parent = p;
+            i += 1;
+        }
+        for s in &mut self.segs {
+            s.children.clear();
+        }
+        let depth: Vec<usize> = (0..self.segs.len())
+            .map(|i| {
+                let (mut d, mut j) = (0, i);
+                while let Some(p) = self.segs[j].parent {
+                    d += 1;
+                    j = p;
+                    if d > 16 {
+                        break;
+                    }
+                }
+                d
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..self.segs.len()).collect();
+        order.sort_by_key(|&i| (depth[i], i));
+        let mut siblings: HashMap<(usize, u8), Vec<usize>> = HashMap::new();
+        for &i in &order {
+            if let Some(p) = self.segs[i].parent {
+                self.segs[p].children.push(i);
+                siblings
+                    .entry((p, self.segs[i].key.mask))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let raws: Vec<Raw> = self
+            .segs
+            .iter()
+            .map(|s| raw(&s.history, from, to))
+            .collect();
+        let mut fitted: Vec<Option<Baseline>> = vec![None; self.segs.len()];
+        let mut strength: HashMap<(usize, u8), f64> = HashMap::new();
+        for &i in &order {
+            let prior = match self.segs[i].parent {
+                None => None,
+                Some(p) => {
+                    let Some(pb) = fitted[p].as_ref() else {
+                        continue;
+                    };
+                    let key = (p, self.segs[i].key.mask);
+                    let k = *strength.entry(key).or_insert_with(|| {
+                        let group: Vec<&Raw> = siblings[&key].iter().map(|&c| &raws[c]).collect();
+                        prior_strength(pb, &group)
+                    });
+                    Some((pb, k))
+                }
+            };
+            let mut b = Baseline::fit(&raws[i], prior);
+            b.fit_dispersion(&self.segs[i].history, from, to);
+            fitted[i] = Some(b);
+        }
+        for (s, b) in self.segs.iter_mut().zip(fitted) {
+            s.baseline = b;
+        }
+        // The budget is shared by every segment's bank. The CUSUMs of one bank watch the same
+        // answers and cross together, so a bank of m pages about √m times as often as one
+        // CUSUM, not m times (calibrated by the harness, docs/DETECTOR.md): each CUSUM's
+        // in-control run length is Σ√m × 168 h / budget.
+        let effective: f64 = self
+            .segs
+            .iter()
+            .filter(|s| s.baseline.is_some())
+            .map(|s| (s.bank.len() as f64).sqrt())
+            .sum();
+        let arl = effective.max(1.0) * 168.0 / self.set.budget_per_week;
+        let margin = self.set.baseline_margin_se;
+        for s in &mut self.segs {
+            let Some(b) = &s.baseline else { continue };
+            let m0 = b.mix.mean() - margin * b.se;
+            let null = tilt(b.mix, m0).0;
+            for cu in &mut s.bank {
+                let (theta, lnz) = alternative(null, m0, cu.delta);
+                let rate = b.per_hour * kl_per_answer(m0, theta, lnz) / b.phi;
+                cu.threshold = threshold(arl, rate);
+            }
+        }
+    }
+}

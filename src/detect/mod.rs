@@ -1,0 +1,107 @@
+//! The NPS-drop detector (README, *Alerts: the NPS-drop detector*): every segment of every
+//! grouping set, every hour, against its own seasonal, shrunk, over-dispersion-aware baseline,
+//! with CUSUM thresholds set from one weekly false-page budget for all segments together.
+//!
+//! # Layout
+//! - `stats`: class counts, the tilted mix, adjusted-Wald intervals, BH, Poisson intervals.
+//! - `segment`: segment keys and the parent rule.
+//! - `baseline`: hourly history and the daily baseline fit.
+//! - `cusum`: the test and its thresholds.
+//! - `detector`: the hourly state machine (pure; no clock, no I/O).
+//! - `alert`: what it emits.
+//! - `service`: reading ClickHouse and delivering (Alertmanager, Kafka, ClickHouse, gauges).
+//! - `sim`: the simulation harness with ground truth (`cx-pipeline simulate-detector`).
+
+pub mod alert;
+pub mod baseline;
+pub mod cusum;
+pub mod detector;
+pub mod segment;
+pub mod service;
+pub mod sim;
+pub mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use alert::{AlertEvent, AlertState, DigestEntry};
+pub use detector::{Detector, Output};
+pub use segment::{Hierarchy, SegmentKey};
+pub use stats::Counts;
+
+/// The detector's knobs (config section `[detector]`; README explains each).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Expected false pages per week across all segments together.
+    pub budget_per_week: f64,
+    /// Length of the baseline window.
+    pub baseline_days: u32,
+    /// Days between the baseline window's end and now, so a drop does not leak into it.
+    pub gap_days: u32,
+    /// Days of history before a segment is watched.
+    pub min_history_days: u32,
+    /// Smallest drop worth a page, in NPS points, per grouping (by mask); others use
+    /// [`Settings::default_delta`].
+    pub deltas: Vec<(u8, f64)>,
+    /// The CUSUM bank doubles δ up to this many points.
+    pub max_delta: f64,
+    /// The null hypothesis sits this many standard errors of the baseline below it, so an
+    /// over-estimated baseline does not turn into a stream of pages.
+    pub baseline_margin_se: f64,
+    /// Evidence of recovery needed to resolve, as a share of the evidence that fires the
+    /// grouping's own-δ CUSUM (hysteresis: a persisting drop must not resolve by chance).
+    pub resolve_share: f64,
+    /// Hours an alert stays active at least.
+    pub min_active_hours: u32,
+    /// False-discovery rate of the digest.
+    pub digest_fdr: f64,
+    /// Normal quantile of the reported intervals (1.96: 95 %).
+    pub z: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            budget_per_week: 1.0,
+            baseline_days: 28,
+            gap_days: 1,
+            min_history_days: 7,
+            deltas: Vec::new(),
+            max_delta: 40.0,
+            baseline_margin_se: 0.75,
+            resolve_share: 0.5,
+            min_active_hours: 2,
+            digest_fdr: 0.1,
+            z: 1.96,
+        }
+    }
+}
+
+impl Settings {
+    /// δ of a grouping when the config names none: 5 points overall and per region (large,
+    /// slow-moving segments where 5 points matters), 20 for anything split by agent (small
+    /// and noisy), 10 otherwise (team, product, channel, tier).
+    pub fn default_delta(mask: u8) -> f64 {
+        let region = segment::grouping_mask("region").unwrap_or(0);
+        let agent = segment::grouping_mask("agent").unwrap_or(0);
+        if mask & agent != 0 {
+            20.0
+        } else if mask == 0 || mask == region {
+            5.0
+        } else {
+            10.0
+        }
+    }
+
+    pub fn delta(&self, mask: u8) -> f64 {
+        self.deltas
+            .iter()
+            .find(|(m, _)| *m == mask)
+            .map_or_else(|| Self::default_delta(mask), |(_, d)| *d)
+    }
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()
+}

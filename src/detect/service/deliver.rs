@@ -1,0 +1,227 @@
+//! Where alert events go besides ClickHouse: Alertmanager's v2 API (every active alert is
+//! re-sent each pass with an `endsAt` a few passes ahead, so Alertmanager keeps it until we
+//! stop saying so; resolved alerts are sent once with `endsAt` = the resolving hour), a Kafka
+//! topic keyed by segment, and the detector's gauges.
+
+use crate::detect::alert::{AlertEvent, AlertState};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_tls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use serde_json::json;
+use std::time::Duration;
+
+pub const ALERT_NAME: &str = "CxNpsSegmentDrop";
+
+/// One alert as Alertmanager's v2 API takes it.
+pub fn am_alert(e: &AlertEvent, ends_at: i64) -> serde_json::Value {
+    let contributors: Vec<String> = e
+        .contributors
+        .iter()
+        .map(|c| format!("{} ({:.1} pts, n={})", c.segment, c.points, c.n))
+        .collect();
+    let categories: Vec<String> = e
+        .detractor_categories
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({:.0}% of detractors vs {:.0}% of answers)",
+                c.category,
+                100.0 * c.among_detractors,
+                100.0 * c.among_all
+            )
+        })
+        .collect();
+    let description = format!(
+        "NPS {:.1} (95% CI {:.1}..{:.1}, n={}) since {} against a baseline of {:.1} (95% CI {:.1}..{:.1}, {} answers): {:+.1} points. \
+         CUSUM for a {:.0}-point drop at {:.2} (threshold {:.2}). Contributors: {}. Over-represented among detractors: {}. Detractor response ids: {}.",
+        e.nps, e.nps_low, e.nps_high, e.n, crate::detect::rfc3339(e.change_start), e.baseline_nps, e.baseline_low,
+        e.baseline_high, e.baseline_n, e.effect, e.delta, e.statistic, e.threshold,
+        if contributors.is_empty() { "none".into() } else { contributors.join(", ") },
+        if categories.is_empty() { "none".into() } else { categories.join(", ") },
+        if e.detractor_response_ids.is_empty() { "none".into() } else { e.detractor_response_ids.join(", ") },
+    );
+    json!({
+        "labels": {
+            "alertname": ALERT_NAME,
+            "severity": "page",
+            "cx_grouping": if e.grouping.is_empty() { "overall" } else { e.grouping.as_str() },
+            "cx_segment": e.segment,
+        },
+        "annotations": {
+            "summary": e.summary(),
+            "description": description,
+            "alert_id": e.alert_id,
+            "dashboard": "CX — Executive, panel 'Active NPS alerts'",
+        },
+        "startsAt": crate::detect::rfc3339(e.fired_at),
+        "endsAt": crate::detect::rfc3339(ends_at),
+    })
+}
+
+pub struct Alertmanager {
+    base: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Alertmanager {
+    pub fn new(url: &str) -> Result<Self, String> {
+        let conn = crate::tls::https_connector(None, "detector.alertmanager_url")?;
+        Ok(Alertmanager {
+            base: url.trim_end_matches('/').to_string(),
+            client: Client::builder(TokioExecutor::new()).build(conn),
+        })
+    }
+
+    pub async fn post(&self, alerts: &[serde_json::Value]) -> Result<(), String> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(alerts).map_err(|e| e.to_string())?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/api/v2/alerts", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .map_err(|_| format!("no answer from {} within 10 s", self.base))?
+            .map_err(|e| format!("{}: {e}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b.to_bytes())
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        Err(format!("{} answered {status}: {text}", self.base))
+    }
+}
+
+/// Alert events on a Kafka topic, keyed by `grouping|segment` so one segment's events stay
+/// in order on one partition.
+pub struct AlertTopic {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+impl AlertTopic {
+    pub fn new(
+        client: std::collections::BTreeMap<String, String>,
+        brokers: &str,
+        topic: &str,
+    ) -> Result<Self, String> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", brokers);
+        for (k, v) in client {
+            c.set(k, v);
+        }
+        let producer = c
+            .create()
+            .map_err(|e| format!("alert topic producer: {e}"))?;
+        Ok(AlertTopic {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+
+    pub async fn send(&self, e: &AlertEvent) -> Result<(), String> {
+        let key = format!("{}|{}", e.grouping, e.segment);
+        let payload = serde_json::to_vec(e).map_err(|x| x.to_string())?;
+        let rec = rdkafka::producer::FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload);
+        self.producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| format!("topic {}: {err}", self.topic))
+    }
+}
+
+/// The detector's own series: low-cardinality (per grouping, per delivery target).
+pub struct Gauges {
+    pub firing: IntGaugeVec,
+    pub watched: IntGaugeVec,
+    pub last_evaluation: IntGauge,
+    pub evaluated_hour: IntGauge,
+    pub events: IntCounterVec,
+    pub delivery_failures: IntCounterVec,
+}
+
+impl Gauges {
+    /// Names are constants: registration can only fail on a programming error.
+    pub fn new(r: &Registry) -> Self {
+        let gv = |name: &str, help: &str, l: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), l)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            r.register(Box::new(g.clone()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            g
+        };
+        let g = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
+            r.register(Box::new(g.clone()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            g
+        };
+        let cv = |name: &str, help: &str, l: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), l)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            r.register(Box::new(c.clone()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            c
+        };
+        Gauges {
+            firing: gv(
+                "cx_nps_alerts_firing",
+                "NPS-drop alerts active, by grouping",
+                &["grouping"],
+            ),
+            watched: gv(
+                "cx_nps_detector_segments",
+                "Segments with a baseline, by grouping",
+                &["grouping"],
+            ),
+            last_evaluation: g(
+                "cx_nps_detector_last_evaluation_timestamp_seconds",
+                "Wall-clock time of the detector's last completed pass",
+            ),
+            evaluated_hour: g(
+                "cx_nps_detector_evaluated_hour_timestamp_seconds",
+                "End of the last hour the detector evaluated (data time)",
+            ),
+            events: cv(
+                "cx_nps_alert_events_total",
+                "Alert events delivered, by state",
+                &["state"],
+            ),
+            delivery_failures: cv(
+                "cx_nps_alert_delivery_failures_total",
+                "Failed deliveries by target (alertmanager, kafka, clickhouse); retried next pass",
+                &["target"],
+            ),
+        }
+    }
+
+    pub fn count(&self, e: &AlertEvent) {
+        self.events
+            .with_label_values(&[match e.state {
+                AlertState::Firing => "firing",
+                AlertState::Resolved => "resolved",
+            }])
+            .inc();
+    }
+}
