@@ -114,11 +114,9 @@ impl Partial {
     /// as +1/0/-1: Var = (p + d - (p - d)^2) / n.
     pub fn nps_margin_of_error(&self) -> Option<f64> {
         (self.nps_n > 0).then(|| {
-            let n = self.nps_n as f64;
-            let p = self.promoters as f64 / n;
-            let d = self.detractors as f64 / n;
-            let var = (p + d - (p - d).powi(2)) / n;
-            100.0 * 1.96 * var.max(0.0).sqrt()
+            let c = crate::detect::Counts::new(self.promoters, self.passives, self.detractors);
+            let iv = crate::detect::stats::nps_interval(&c, 1.96);
+            (iv.high - iv.low) / 2.0
         })
     }
 
@@ -216,9 +214,10 @@ mod tests {
     }
 
     #[test]
-    fn margin_of_error_matches_hand_computation() {
+    fn margin_of_error_is_the_adjusted_wald_half_width() {
         let mut p = Partial::default();
-        // 50 promoters, 30 passives, 20 detractors: p=.5 d=.2 var=(.7-.09)/100=.0061
+        // 50 promoters, 30 passives, 20 detractors, adjusted Wald: n=103, p=50.75/103,
+        // d=20.75/103, var=(p+d-(p-d)^2)/103.
         for _ in 0..50 {
             p.add_survey(Some(10), None, false);
         }
@@ -229,9 +228,8 @@ mod tests {
             p.add_survey(Some(0), None, false);
         }
         let moe = p.nps_margin_of_error().unwrap_or(0.0);
-        assert!(
-            (moe - 100.0 * 1.96 * 0.0061f64.sqrt()).abs() < 1e-9,
-            "{moe}"
-        );
+        let (pa, da) = (50.75 / 103.0, 20.75 / 103.0);
+        let var: f64 = (pa + da - (pa - da) * (pa - da)) / 103.0;
+        assert!((moe - 100.0 * 1.96 * var.sqrt()).abs() < 1e-9, "{moe}");
     }
 }

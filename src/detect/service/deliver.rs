@@ -64,14 +64,22 @@ pub fn am_alert(e: &AlertEvent, ends_at: i64) -> serde_json::Value {
 
 pub struct Alertmanager {
     base: String,
+    /// `base` without any user:password, for messages.
+    shown: String,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Alertmanager {
     pub fn new(url: &str) -> Result<Self, String> {
         let conn = crate::tls::https_connector(None, "detector.alertmanager_url")?;
+        let base = url.trim_end_matches('/').to_string();
+        let shown = match (base.find("://"), base.find('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &base[..s + 3], &base[at..]),
+            _ => base.clone(),
+        };
         Ok(Alertmanager {
-            base: url.trim_end_matches('/').to_string(),
+            base,
+            shown,
             client: Client::builder(TokioExecutor::new()).build(conn),
         })
     }
@@ -89,8 +97,8 @@ impl Alertmanager {
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
             .await
-            .map_err(|_| format!("no answer from {} within 10 s", self.base))?
-            .map_err(|e| format!("{}: {e}", self.base))?;
+            .map_err(|_| format!("no answer from {} within 10 s", self.shown))?
+            .map_err(|e| format!("{}: {e}", self.shown))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -106,7 +114,7 @@ impl Alertmanager {
                     .collect::<String>()
             })
             .unwrap_or_default();
-        Err(format!("{} answered {status}: {text}", self.base))
+        Err(format!("{} answered {status}: {text}", self.shown))
     }
 }
 
@@ -223,5 +231,26 @@ impl Gauges {
                 AlertState::Resolved => "resolved",
             }])
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_alertmanager_url_never_reach_a_message() {
+        let am = Alertmanager::new("http://oncall:s3cret@127.0.0.1:1/")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(am.shown, "http://***@127.0.0.1:1");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = rt.block_on(am.post(&[serde_json::json!({})])).unwrap_err();
+        assert!(
+            !err.contains("s3cret") && err.contains("127.0.0.1:1"),
+            "{err}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! the detector and minute by minute to the Prometheus rule it replaces, then scored against
 //! the ground truth (`report`).
 
+pub mod probe;
 pub mod report;
 pub mod rule;
 pub mod world;

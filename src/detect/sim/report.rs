@@ -308,7 +308,8 @@ pub fn print(cfg: &super::SimConfig, out: Option<&std::path::Path>) -> Result<()
         "cx-pipeline simulate-detector --seed {} --days {} --teams {} --agents-per-team {} --drops {}",
         cfg.seed, cfg.days, cfg.teams, cfg.agents_per_team, cfg.drops
     );
-    let md = markdown(&r, &command);
+    let mut md = markdown(&r, &command);
+    md.push_str(&probe_section(&cfg.settings, cfg.seed));
     if std::env::var_os("CXP_SIM_DEBUG").is_some() {
         for d in &r.drops {
             eprintln!(
@@ -404,4 +405,48 @@ pub fn print(cfg: &super::SimConfig, out: Option<&std::path::Path>) -> Result<()
         std::fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
+}
+
+/// The targets measured on fixed-volume probes (see `probe`).
+pub fn probe_section(set: &crate::detect::Settings, seed: u64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### The issue's targets on fixed-volume probes\n\n60 team segments per row at a constant volume (baseline NPS 30, δ = 10 as for a team), a sustained drop from a random hour, among 2,000 segments sharing a budget of {} false page(s) a week (the rest registered as silent agents). Delays count to the end of the hour that paged.\n",
+        set.budget_per_week
+    );
+    let _ = writeln!(
+        s,
+        "| target | probes | detector mean h | p90 h | paged within 12 days | pages before the drop |\n|---|---|---|---|---|---|"
+    );
+    let targets = [
+        (1000.0, 10.0, 31.0),
+        (5000.0, 10.0, 7.0),
+        (5000.0, 20.0, 2.5),
+        (200.0, 30.0, 29.0),
+    ];
+    for (i, (vol, size, target)) in targets.into_iter().enumerate() {
+        let p = super::probe::run(
+            set,
+            vol,
+            size,
+            target,
+            60,
+            2000,
+            seed.wrapping_add(i as u64 + 1),
+        );
+        let mut hit: Vec<i64> = p.delays.iter().flatten().copied().collect();
+        let n = p.delays.len();
+        let (mean, p90) = mean_p90(&mut hit);
+        let _ = writeln!(
+            s,
+            "| {:.0} points at {:.0}/day within ~{} h | {n} | {mean} | {p90} | {} | {} |",
+            p.size,
+            p.per_day,
+            p.target_h,
+            hit.len(),
+            p.false_pages
+        );
+    }
+    s
 }

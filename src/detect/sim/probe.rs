@@ -1,0 +1,108 @@
+//! The issue's own setting, measured directly: segments at one fixed volume (constant over
+//! the day, baseline NPS 30), a sustained drop of one size starting at a random hour, the
+//! budget shared as in a 2,000-segment deployment (the other segments are registered but
+//! silent, as agents). Many probes per target give a mean delay tight enough to compare with
+//! the targets; the simulated year shows the same detector under real cycles and mixes.
+
+use crate::detect::sim::world::poisson;
+use crate::detect::stats::{tilt, Mix};
+use crate::detect::{AlertState, Counts, Detector, Hierarchy, SegmentKey, Settings};
+use crate::generator::Rng;
+
+pub struct Probe {
+    pub per_day: f64,
+    pub size: f64,
+    pub target_h: f64,
+    /// Hours from each probe's drop start to its page (None: not within 10 days).
+    pub delays: Vec<Option<i64>>,
+    /// Pages before any drop started.
+    pub false_pages: usize,
+}
+
+fn key(grouping: &str, i: usize, prefix: &str) -> SegmentKey {
+    let mut values: [String; 7] = Default::default();
+    let d = if grouping == "team" { 2 } else { 3 };
+    values[d] = format!("{prefix}{i}");
+    SegmentKey::from_row(grouping, values).unwrap_or_else(SegmentKey::overall)
+}
+
+/// `probes` teams at `per_day` answers, `size` points off from a random hour of day 40 or
+/// 41, among `segments` segments in all.
+pub fn run(
+    set: &Settings,
+    per_day: f64,
+    size: f64,
+    target_h: f64,
+    probes: usize,
+    segments: usize,
+    seed: u64,
+) -> Probe {
+    let groupings = vec![String::new(), "team".into(), "agent".into()];
+    let hier = Hierarchy::new(&groupings, &[]).unwrap_or_default();
+    let mut det = Detector::new(set.clone(), hier);
+    let overall = det.register(&SegmentKey::overall());
+    let teams: Vec<usize> = (0..probes)
+        .map(|i| det.register(&key("team", i, "probe")))
+        .collect();
+    for i in 0..segments.saturating_sub(probes + 1) {
+        det.register(&key("agent", i, "silent"));
+    }
+    let mut r = Rng::new(seed);
+    let h0 = 482_256;
+    let starts: Vec<i64> = (0..probes).map(|_| 40 * 24 + r.range(0, 48)).collect();
+    let end = 52 * 24;
+    let base = Mix {
+        p: 0.5,
+        q: 0.3,
+        d: 0.2,
+    };
+    let normal = tilt(base, 0.3).0;
+    let dropped = tilt(base, 0.3 - size / 100.0).0;
+    let mut fired: Vec<Option<i64>> = vec![None; probes];
+    let mut false_pages = 0;
+    for h in 0..end {
+        let mut rows = Vec::with_capacity(probes + 1);
+        let mut all = Counts::default();
+        for (i, &id) in teams.iter().enumerate() {
+            let m = if h >= starts[i] { dropped } else { normal };
+            let mut c = Counts::default();
+            for _ in 0..poisson(&mut r, per_day / 24.0) {
+                let x = r.f64();
+                if x < m.p {
+                    c.promoters += 1;
+                } else if x < m.p + m.q {
+                    c.passives += 1;
+                } else {
+                    c.detractors += 1;
+                }
+            }
+            all.add(&c);
+            rows.push((id, c));
+        }
+        rows.push((overall, all));
+        for e in det.step_ids(h0 + h, &rows).alerts {
+            if e.state != AlertState::Firing || e.grouping != "team" {
+                continue;
+            }
+            let Some(i) = e
+                .segment
+                .strip_prefix("team=probe")
+                .and_then(|x| x.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if h < starts[i] {
+                false_pages += 1;
+            } else if fired[i].is_none() {
+                fired[i] = Some(h + 1 - starts[i]);
+            }
+        }
+    }
+    Probe {
+        per_day,
+        size,
+        target_h,
+        delays: fired,
+        false_pages,
+    }
+}
