@@ -262,13 +262,60 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         "{records:?}"
     );
 
-    // Phase 2: the rest of the drop and a day of recovery; a fresh detector run.
+    // Phase 2: the rest of the drop and a day of recovery; the detector restarted as the
+    // service it is in production (polling every second, serving /metrics), stopped by
+    // SIGTERM once the resolution is recorded.
+    let metrics = common::free_local_addr();
+    s.edit_config(
+        "metrics_listen = \"\"\n[metrics]",
+        &format!("metrics_listen = \"{metrics}\"\npoll_interval = \"1s\"\n[metrics]"),
+    );
     s.produce(&evs[split..]).await;
     s.run_to_end().await;
-    let (child, log2) = detect("detect2");
-    let code = wait_exit(child, Duration::from_secs(300)).await;
+    let log2 = std::env::temp_dir().join(format!("{}-detect2.log", s.db));
+    let child = s.pipeline(&["detect"], Some(&log2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let scraped = loop {
+        let resolved = alert_rows(&s)
+            .await
+            .iter()
+            .any(|r| r.alert_id == a.alert_id && r.state == "resolved");
+        if resolved {
+            // A couple more passes, so the gauges reflect the resolution.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            break common::http_get(&metrics, "/metrics").await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no resolution within 300 s: {}",
+            std::fs::read_to_string(&log2).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    harness::signal(&child, "-TERM");
+    let code = wait_exit(child, Duration::from_secs(60)).await;
     let text = std::fs::read_to_string(&log2).unwrap_or_default();
-    assert_eq!(code, 0, "detect --once: {text}");
+    assert_eq!(code, 0, "detect stops cleanly on SIGTERM: {text}");
+    assert!(!text.contains("detector pass failed"), "{text}");
+    let gauge = |name: &str| {
+        scraped
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(
+        gauge("cx_nps_detector_last_evaluation_timestamp_seconds").is_some_and(|t| t > 1.0e9),
+        "{scraped}"
+    );
+    let evaluated = gauge("cx_nps_detector_evaluated_hour_timestamp_seconds").unwrap_or(0.0);
+    assert!(
+        evaluated * 1000.0 > (drop_to + 20 * HOUR_MS) as f64,
+        "evaluated through the recovery: {evaluated}"
+    );
+    assert!(
+        !scraped.lines().any(|l| l.starts_with("cx_nps_alerts_firing{grouping=\"team\"}") && !l.ends_with(" 0")),
+        "no team alert firing after the recovery: {scraped}"
+    );
     let rows = alert_rows(&s).await;
     let states: Vec<&str> = rows
         .iter()

@@ -128,8 +128,15 @@ async fn pass(
 ) -> Result<(), String> {
     let store = Store { sink };
     let ds = &v.detector;
+    // After the first pass, only the table's recent partitions can move the clock.
+    let since = running.as_ref().map_or(0, |r| {
+        r.next
+            .saturating_sub(ds.max_partition_lag_hours)
+            .saturating_sub(24)
+            .max(0)
+    });
     let Some(clock) = store
-        .data_clock(ds.max_partition_lag_hours)
+        .data_clock(ds.max_partition_lag_hours, since)
         .await
         .map_err(|e| e.to_string())?
     else {

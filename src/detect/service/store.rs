@@ -89,17 +89,24 @@ impl Store<'_> {
     }
 
     /// The end of the last hour every live partition has finalized (Unix hour), ignoring
-    /// partitions more than `max_lag` hours behind the most advanced one.
-    pub async fn data_clock(&self, max_lag: i64) -> Result<Option<i64>, SinkError> {
+    /// partitions more than `max_lag` hours behind the most advanced one. `since` (a Unix
+    /// hour, from the previous clock) bounds the scan to recent partitions of the table: a
+    /// partition with nothing final after it is that far behind anyway.
+    pub async fn data_clock(&self, max_lag: i64, since: i64) -> Result<Option<i64>, SinkError> {
         let sql = format!(
             "SELECT source_partition, toUInt32(max(window_end)) FROM {}.window_aggregates \
-             WHERE window_size_s = 3600 AND is_final = 1 GROUP BY source_partition",
+             WHERE window_size_s = 3600 AND is_final = 1 AND window_start >= toDateTime(?) \
+             GROUP BY source_partition",
             self.db()
         );
         let rows: Vec<(i32, u32)> = self
             .sink
             .retrying("SELECT", "window_aggregates", || {
-                self.sink.client().query(&sql).fetch_all()
+                self.sink
+                    .client()
+                    .query(&sql)
+                    .bind(secs(since * 3600))
+                    .fetch_all()
             })
             .await?;
         let ends: Vec<i64> = rows.iter().map(|r| i64::from(r.1) / 3600).collect();
