@@ -158,6 +158,17 @@ impl Detector {
             }
         }
         self.advance(hour, rows, &mut out);
+        // In segment order, not in the order segments were first seen.
+        out.alerts
+            .sort_by(|a, b| (a.at, &a.grouping, &a.segment).cmp(&(b.at, &b.grouping, &b.segment)));
+        out.digest.sort_by(|a, b| {
+            (a.day, a.period_days, &a.grouping, &a.segment).cmp(&(
+                b.day,
+                b.period_days,
+                &b.grouping,
+                &b.segment,
+            ))
+        });
         out
     }
 
@@ -328,7 +339,11 @@ impl Detector {
                 })
             })
             .collect();
-        contributors.sort_by(|a, b| b.points.total_cmp(&a.points));
+        contributors.sort_by(|a, b| {
+            b.points
+                .total_cmp(&a.points)
+                .then_with(|| a.segment.cmp(&b.segment))
+        });
         contributors.truncate(5);
         AlertEvent {
             alert_id: String::new(),
@@ -395,7 +410,9 @@ impl Detector {
             })
             .collect();
         let mut order: Vec<usize> = (0..self.segs.len()).collect();
-        order.sort_by_key(|&i| (depth[i], i));
+        // By key, not by id: ids follow the order rows first arrived in, and every sum over
+        // siblings must come out the same however the input was batched.
+        order.sort_by(|&a, &b| (depth[a], &self.segs[a].key).cmp(&(depth[b], &self.segs[b].key)));
         let mut siblings: HashMap<(usize, u8), Vec<usize>> = HashMap::new();
         for &i in &order {
             if let Some(p) = self.segs[i].parent {

@@ -27,6 +27,17 @@ impl SegmentKey {
         }
     }
 
+    /// The segment of the given (dimension index, value) pairs; its grouping is those
+    /// dimensions. Indexes outside DIMENSIONS are ignored.
+    pub fn of(pairs: &[(usize, &str)]) -> Self {
+        let mut key = SegmentKey::overall();
+        for &(i, v) in pairs.iter().filter(|(i, _)| *i < N) {
+            key.mask |= 1 << i;
+            key.values[i] = v.to_string();
+        }
+        key
+    }
+
     /// From a window row's `grouping` column ("" or "channel,bucket") and dimension values.
     pub fn from_row(grouping: &str, values: [String; N]) -> Option<Self> {
         let mask = grouping_mask(grouping)?;

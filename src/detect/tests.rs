@@ -3,39 +3,17 @@
 //! absorb it) and resolves after recovery; agents fold into their alerting team; the digest
 //! flags a drop too small to page. The year-long calibration is `sim` (tests/detector_sim.rs).
 
-use super::sim::world::poisson;
-use super::stats::{tilt, Mix};
+use super::sim::world::{draw_counts, mix_for, poisson, AGENT, TEAM};
 use super::*;
 use crate::generator::Rng;
 
-const BASE: Mix = Mix {
-    p: 0.5,
-    q: 0.3,
-    d: 0.2,
-};
-
 fn draw(r: &mut Rng, per_day: f64, nps: f64) -> Counts {
-    let m = tilt(BASE, nps / 100.0).0;
-    let mut c = Counts::default();
-    for _ in 0..poisson(r, per_day / 24.0) {
-        let x = r.f64();
-        if x < m.p {
-            c.promoters += 1;
-        } else if x < m.p + m.q {
-            c.passives += 1;
-        } else {
-            c.detractors += 1;
-        }
-    }
-    c
+    let n = poisson(r, per_day / 24.0);
+    draw_counts(r, n, &mix_for(nps))
 }
 
-fn key(grouping: &str, value: &str) -> SegmentKey {
-    let mut values: [String; 7] = Default::default();
-    if let Some(i) = crate::model::DIMENSIONS.iter().position(|d| *d == grouping) {
-        values[i] = value.to_string();
-    }
-    SegmentKey::from_row(grouping, values).unwrap_or_else(SegmentKey::overall)
+fn key(dim: usize, value: &str) -> SegmentKey {
+    SegmentKey::of(&[(dim, value)])
 }
 
 struct Run {
@@ -79,10 +57,10 @@ fn run(
             let mut team = Counts::default();
             for a in 0..agents {
                 let c = draw(&mut r, per_day / agents as f64, 30.0 - drop(t, h - h0));
-                rows.push((key("agent", &format!("t{t}a{a}")), c));
+                rows.push((key(AGENT, &format!("t{t}a{a}")), c));
                 team.add(&c);
             }
-            rows.push((key("team", &format!("t{t}")), team));
+            rows.push((key(TEAM, &format!("t{t}")), team));
             overall.add(&team);
         }
         rows.push((SegmentKey::overall(), overall));
@@ -228,4 +206,90 @@ fn the_digest_flags_a_drop_too_small_to_page() {
         "false-discovery rate {fdr:.3} over {digests} digests ({} flagged anything)",
         by_digest.len()
     );
+}
+
+/// The detector is a function of each hour's totals: the same answers handed over as one row
+/// per segment, or as per-partition partial rows in shuffled order with the hours that had no
+/// answers never stepped, give the same alerts and digests.
+#[test]
+fn rows_split_by_partition_shuffled_and_empty_hours_skipped_change_nothing() {
+    let mut r = Rng::new(3);
+    let h0 = 482_256;
+    let days = 46;
+    let mut data: Vec<(i64, Vec<(SegmentKey, Counts)>)> = Vec::new();
+    for h in 0..days * 24 {
+        // Nights (2-4 h UTC) have no answers at all: nothing arrives for those hours.
+        let quiet = (2..5).contains(&(h % 24));
+        let mut rows = Vec::new();
+        let mut overall = Counts::default();
+        for t in 0..8 {
+            let nps = if t == 1 && h >= 40 * 24 { 5.0 } else { 30.0 };
+            let c = if quiet {
+                Counts::default()
+            } else {
+                draw(&mut r, 800.0, nps)
+            };
+            rows.push((key(TEAM, &format!("t{t}")), c));
+            overall.add(&c);
+        }
+        rows.push((SegmentKey::overall(), overall));
+        data.push((h0 + h, rows));
+    }
+    let groupings = vec![String::new(), "team".into()];
+    let detector = || {
+        let set = Settings {
+            budget_per_week: 0.05,
+            ..Settings::default()
+        };
+        Detector::new(set, Hierarchy::new(&groupings, &[]).unwrap_or_default())
+    };
+    let record = |o: Output, into: &mut Vec<String>| {
+        for e in o.alerts {
+            into.push(serde_json::to_string(&e).unwrap_or_default());
+        }
+        for d in o.digest {
+            into.push(serde_json::to_string(&d).unwrap_or_default());
+        }
+    };
+    let mut whole = detector();
+    let mut expected = Vec::new();
+    for (h, rows) in &data {
+        record(whole.step(*h, rows), &mut expected);
+    }
+    let mut split = detector();
+    let mut got = Vec::new();
+    for (h, rows) in &data {
+        let mut parts: Vec<(SegmentKey, Counts)> = Vec::new();
+        for (k, c) in rows {
+            let mut by_partition = [Counts::default(); 4];
+            for (class, n) in [(0, c.promoters), (1, c.passives), (2, c.detractors)] {
+                for _ in 0..n {
+                    let p = &mut by_partition[r.below(4) as usize];
+                    match class {
+                        0 => p.promoters += 1,
+                        1 => p.passives += 1,
+                        _ => p.detractors += 1,
+                    }
+                }
+            }
+            parts.extend(
+                by_partition
+                    .into_iter()
+                    .filter(|p| p.n() > 0)
+                    .map(|p| (k.clone(), p)),
+            );
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        for i in (1..parts.len()).rev() {
+            parts.swap(i, r.below(i as u64 + 1) as usize);
+        }
+        record(split.step(*h, &parts), &mut got);
+    }
+    assert!(
+        expected.iter().any(|e| e.contains("team=t1")),
+        "the drop pages: {expected:?}"
+    );
+    assert_eq!(got, expected);
 }

@@ -98,7 +98,7 @@ pub async fn run(
     };
     let mut running: Option<Running> = None;
     loop {
-        if let Err(e) = pass(&cfg, &v, &sink, &gauges, &mut targets, &mut running).await {
+        if let Err(e) = pass(&v, &sink, &gauges, &mut targets, &mut running).await {
             tracing::warn!(error = %e, "detector pass failed; replaying from the last delivered hour next pass");
             running = None;
             if once {
@@ -119,7 +119,6 @@ pub async fn run(
 }
 
 async fn pass(
-    cfg: &Config,
     v: &Validated,
     sink: &ClickHouseSink,
     gauges: &Gauges,
@@ -311,7 +310,6 @@ async fn pass(
     }
     gauges.evaluated_hour.set(clock * 3600);
     gauges.last_evaluation.set(now());
-    let _ = cfg;
     Ok(())
 }
 

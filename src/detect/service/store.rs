@@ -120,6 +120,17 @@ impl Store<'_> {
             .min())
     }
 
+    /// A `SELECT toUInt32(<time>), count()`: the Unix hour of the time, None over no rows.
+    async fn hour_if_any(&self, sql: &str, table: &'static str) -> Result<Option<i64>, SinkError> {
+        let (t, n): (u32, u64) = self
+            .sink
+            .retrying("SELECT", table, || {
+                self.sink.client().query(sql).fetch_one()
+            })
+            .await?;
+        Ok((n > 0).then_some(i64::from(t) / 3600))
+    }
+
     /// The first hour with any NPS answer.
     pub async fn first_hour(&self) -> Result<Option<i64>, SinkError> {
         let sql = format!(
@@ -127,13 +138,7 @@ impl Store<'_> {
              WHERE window_size_s = 3600 AND nps_n > 0",
             self.db()
         );
-        let (first, n): (u32, u64) = self
-            .sink
-            .retrying("SELECT", "window_aggregates", || {
-                self.sink.client().query(&sql).fetch_one()
-            })
-            .await?;
-        Ok((n > 0).then_some(i64::from(first) / 3600))
+        self.hour_if_any(&sql, "window_aggregates").await
     }
 
     /// Class counts per (hour, segment) for hours `[from, to)`.
@@ -348,13 +353,7 @@ impl Store<'_> {
             "SELECT toUInt32(max(evaluated_hour)), count() FROM {}.nps_detector_progress",
             self.db()
         );
-        let (h, n): (u32, u64) = self
-            .sink
-            .retrying("SELECT", "nps_detector_progress", || {
-                self.sink.client().query(&sql).fetch_one()
-            })
-            .await?;
-        Ok((n > 0).then_some(i64::from(h) / 3600))
+        self.hour_if_any(&sql, "nps_detector_progress").await
     }
 
     pub async fn save_progress(&self, hour: i64) -> Result<(), SinkError> {

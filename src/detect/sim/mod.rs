@@ -10,7 +10,6 @@ pub mod world;
 
 use super::{Counts, Detector, Hierarchy, SegmentKey, Settings};
 use crate::generator::Rng;
-use crate::model::DIMENSIONS;
 use std::collections::HashMap;
 use world::{
     Attrs, World, AGENT, BUCKET, BUCKETS, CHANNEL, CHANNELS, PRODUCT, REGION, REGIONS, TEAM, TIER,
@@ -107,16 +106,6 @@ pub struct SimResult {
 /// Monday 2025-01-06 00:00 UTC, as a Unix hour.
 const START_HOUR: i64 = 482_256;
 
-fn key(pairs: &[(usize, &str)]) -> SegmentKey {
-    let mut values: [String; 7] = Default::default();
-    let mut mask = 0u8;
-    for &(i, v) in pairs {
-        values[i] = v.to_string();
-        mask |= 1 << i;
-    }
-    SegmentKey { mask, values }
-}
-
 struct Segs {
     keys: Vec<SegmentKey>,
     overall: usize,
@@ -135,21 +124,27 @@ impl Segs {
             keys.push(k);
             keys.len() - 1
         };
-        let region = REGIONS.iter().map(|r| add(key(&[(REGION, r)]))).collect();
+        let region = REGIONS
+            .iter()
+            .map(|r| add(SegmentKey::of(&[(REGION, r)])))
+            .collect();
         let team = (0..w.teams)
-            .map(|t| add(key(&[(TEAM, &format!("team{t:02}"))])))
+            .map(|t| add(SegmentKey::of(&[(TEAM, &format!("team{t:02}"))])))
             .collect();
         let agent = (0..w.agents.len())
-            .map(|a| add(key(&[(AGENT, &format!("agent{a:04}"))])))
+            .map(|a| add(SegmentKey::of(&[(AGENT, &format!("agent{a:04}"))])))
             .collect();
         let product = (0..world::PRODUCTS)
-            .map(|p| add(key(&[(PRODUCT, &format!("product{p}"))])))
+            .map(|p| add(SegmentKey::of(&[(PRODUCT, &format!("product{p}"))])))
             .collect();
-        let tier = TIERS.iter().map(|t| add(key(&[(TIER, t)]))).collect();
+        let tier = TIERS
+            .iter()
+            .map(|t| add(SegmentKey::of(&[(TIER, t)])))
+            .collect();
         let mut channel_bucket = Vec::new();
         for c in CHANNELS {
             for b in BUCKETS {
-                channel_bucket.push(add(key(&[(CHANNEL, c), (BUCKET, b)])));
+                channel_bucket.push(add(SegmentKey::of(&[(CHANNEL, c), (BUCKET, b)])));
             }
         }
         Segs {
@@ -472,7 +467,6 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             per_day: all_in_eval[i] as f64 / days,
         })
         .collect();
-    let _ = DIMENSIONS;
     SimResult {
         config: cfg.clone(),
         eval_from,

@@ -4,8 +4,7 @@
 //! silent, as agents). Many probes per target give a mean delay tight enough to compare with
 //! the targets; the simulated year shows the same detector under real cycles and mixes.
 
-use crate::detect::sim::world::poisson;
-use crate::detect::stats::{tilt, Mix};
+use crate::detect::sim::world::{draw_counts, mix_for, poisson};
 use crate::detect::{AlertState, Counts, Detector, Hierarchy, SegmentKey, Settings};
 use crate::generator::Rng;
 
@@ -19,12 +18,8 @@ pub struct Probe {
     pub false_pages: usize,
 }
 
-fn key(grouping: &str, i: usize, prefix: &str) -> SegmentKey {
-    let mut values: [String; 7] = Default::default();
-    let d = if grouping == "team" { 2 } else { 3 };
-    values[d] = format!("{prefix}{i}");
-    SegmentKey::from_row(grouping, values).unwrap_or_else(SegmentKey::overall)
-}
+const TEAM: usize = 2;
+const AGENT: usize = 3;
 
 /// `probes` teams at `per_day` answers, `size` points off from a random hour of day 40 or
 /// 41, among `segments` segments in all.
@@ -42,22 +37,17 @@ pub fn run(
     let mut det = Detector::new(set.clone(), hier);
     let overall = det.register(&SegmentKey::overall());
     let teams: Vec<usize> = (0..probes)
-        .map(|i| det.register(&key("team", i, "probe")))
+        .map(|i| det.register(&SegmentKey::of(&[(TEAM, &format!("probe{i}"))])))
         .collect();
     for i in 0..segments.saturating_sub(probes + 1) {
-        det.register(&key("agent", i, "silent"));
+        det.register(&SegmentKey::of(&[(AGENT, &format!("silent{i}"))]));
     }
     let mut r = Rng::new(seed);
     let h0 = 482_256;
     let starts: Vec<i64> = (0..probes).map(|_| 40 * 24 + r.range(0, 48)).collect();
     let end = 52 * 24;
-    let base = Mix {
-        p: 0.5,
-        q: 0.3,
-        d: 0.2,
-    };
-    let normal = tilt(base, 0.3).0;
-    let dropped = tilt(base, 0.3 - size / 100.0).0;
+    let normal = mix_for(30.0);
+    let dropped = mix_for(30.0 - size);
     let mut fired: Vec<Option<i64>> = vec![None; probes];
     let mut false_pages = 0;
     for h in 0..end {
@@ -65,17 +55,8 @@ pub fn run(
         let mut all = Counts::default();
         for (i, &id) in teams.iter().enumerate() {
             let m = if h >= starts[i] { dropped } else { normal };
-            let mut c = Counts::default();
-            for _ in 0..poisson(&mut r, per_day / 24.0) {
-                let x = r.f64();
-                if x < m.p {
-                    c.promoters += 1;
-                } else if x < m.p + m.q {
-                    c.passives += 1;
-                } else {
-                    c.detractors += 1;
-                }
-            }
+            let n = poisson(&mut r, per_day / 24.0);
+            let c = draw_counts(&mut r, n, &m);
             all.add(&c);
             rows.push((id, c));
         }

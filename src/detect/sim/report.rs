@@ -92,7 +92,7 @@ fn bin(v: f64) -> &'static str {
         .map_or("?", |b| b.2)
 }
 
-fn row(r: &SimResult, drops: &[&InjectedDrop], pages: &[(usize, i64)]) -> String {
+fn row(drops: &[&InjectedDrop], pages: &[(usize, i64)]) -> String {
     let ds: Vec<Option<i64>> = drops.iter().map(|d| delay(d, pages)).collect();
     let n = ds.len().max(1) as f64;
     let recall: Vec<String> = WITHIN
@@ -106,7 +106,6 @@ fn row(r: &SimResult, drops: &[&InjectedDrop], pages: &[(usize, i64)]) -> String
         .collect();
     let mut hit: Vec<i64> = ds.iter().flatten().copied().collect();
     let (mean, p90) = mean_p90(&mut hit);
-    let _ = r;
     format!("{} | {} | {mean} | {p90}", recall.join(" | "), hit.len())
 }
 
@@ -165,8 +164,8 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
     let all: Vec<&InjectedDrop> = r.drops.iter().collect();
     let _ = writeln!(s, "\n### Recall and delay, all {} drops\n", all.len());
     let _ = writeln!(s, "| who | ≤1 h | ≤6 h | ≤24 h | ≤72 h | detected | mean delay h | p90 h |\n|---|---|---|---|---|---|---|---|");
-    let _ = writeln!(s, "| detector | {} |", row(r, &all, &r.detector_pages));
-    let _ = writeln!(s, "| today's rule | {} |", row(r, &all, &r.rule_pages));
+    let _ = writeln!(s, "| detector | {} |", row(&all, &r.detector_pages));
+    let _ = writeln!(s, "| today's rule | {} |", row(&all, &r.rule_pages));
     let _ = writeln!(
         s,
         "\n### By volume of the dropped segment (answers a day) and drop size\n"
@@ -183,8 +182,8 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
             if ds.is_empty() {
                 continue;
             }
-            let dr = row(r, &ds, &r.detector_pages);
-            let rr = row(r, &ds, &r.rule_pages);
+            let dr = row(&ds, &r.detector_pages);
+            let rr = row(&ds, &r.rule_pages);
             let _ = writeln!(
                 s,
                 "| {} | {size:.0} | {} | {} | {} |",

@@ -4,7 +4,7 @@
 //! then injected drops (the ground truth) and decoys that must not page.
 
 use crate::detect::baseline::hour_of_week;
-use crate::detect::stats::{tilt, Mix};
+use crate::detect::stats::{tilt, Counts, Mix};
 use crate::generator::Rng;
 
 pub const REGIONS: [&str; 5] = ["emea", "na", "latam", "apac", "anz"];
@@ -89,6 +89,42 @@ pub fn poisson(r: &mut Rng, mean: f64) -> u32 {
         }
         k += 1;
     }
+}
+
+/// The simulated mix of answers with expected NPS `nps` (points): the least-surprising
+/// tilt of a 50/30/20 promoter/passive/detractor mix (NPS 30).
+pub fn mix_for(nps: f64) -> Mix {
+    let base = Mix {
+        p: 0.5,
+        q: 0.3,
+        d: 0.2,
+    };
+    tilt(base, (nps / 100.0).clamp(-0.95, 0.95)).0
+}
+
+/// One answer's class drawn from `m`: 0 promoter, 1 passive, 2 detractor.
+pub fn draw_class(r: &mut Rng, m: &Mix) -> usize {
+    let x = r.f64();
+    if x < m.p {
+        0
+    } else if x < m.p + m.q {
+        1
+    } else {
+        2
+    }
+}
+
+/// `n` answers drawn from `m`, by class.
+pub fn draw_counts(r: &mut Rng, n: u32, m: &Mix) -> Counts {
+    let mut c = Counts::default();
+    for _ in 0..n {
+        match draw_class(r, m) {
+            0 => c.promoters += 1,
+            1 => c.passives += 1,
+            _ => c.detractors += 1,
+        }
+    }
+    c
 }
 
 fn local_activity(local_hour: i64) -> f64 {
@@ -193,20 +229,7 @@ impl World {
 
     /// Class of one answer with expected NPS `nps` (points): 0 promoter, 1 passive, 2 detractor.
     pub fn class(r: &mut Rng, nps: f64) -> usize {
-        let base = Mix {
-            p: 0.5,
-            q: 0.3,
-            d: 0.2,
-        };
-        let m = tilt(base, (nps / 100.0).clamp(-0.95, 0.95)).0;
-        let x = r.f64();
-        if x < m.p {
-            0
-        } else if x < m.p + m.q {
-            1
-        } else {
-            2
-        }
+        draw_class(r, &mix_for(nps))
     }
 
     pub fn team_day_effect(r: &mut Rng) -> f64 {
