@@ -76,7 +76,7 @@ fn messages(schemas: &Schemas, ticket_gap_ms: i64) -> Vec<Msg> {
 }
 
 fn decoder(schemas: &Schemas, reference: bool) -> Decoder {
-    let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
+    let mut d = Decoder::new(WireFormat::Confluent, schemas.clone(), None);
     if reference {
         d = d.reference_only();
     }

@@ -34,7 +34,7 @@ use common::{create_topics, env_or, median, num, produce, share, Setup};
 fn raw(s: &Setup, run: &str, expected: usize, dead_letter_every: Option<usize>) -> f64 {
     let start = Instant::now();
     let cfg = s.config(run);
-    let consumer: BaseConsumer = consumer_config(&cfg)
+    let consumer: BaseConsumer = consumer_config(&cfg.kafka)
         .create()
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     let mut client = ClientConfig::new();

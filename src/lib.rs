@@ -25,6 +25,7 @@
 //! committed; partitions are checkpointed before they are given up; each assignment takes a
 //! new ownership epoch so a stalled former owner cannot overwrite the new owner's state.
 
+pub mod app;
 pub mod codec;
 pub mod config;
 pub mod delivery;
@@ -36,7 +37,11 @@ pub mod join;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod rng;
+pub mod secret;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod stats;
 pub mod tls;
 pub mod window;

@@ -18,7 +18,7 @@ fn example_config_is_valid_and_shows_the_defaults() {
         cfg.kafka.survey_topic,
         cx_pipeline::config::Config::default().kafka.survey_topic
     );
-    let (a, b) = (&v.detector.stats, &d.detector.stats);
+    let (a, b) = (&v.detector.params, &d.detector.params);
     assert_eq!(
         (
             a.budget_per_week,

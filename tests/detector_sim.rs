@@ -3,8 +3,8 @@
 //! budget's interval, far fewer than the Prometheus rule it replaced, and sustained drops
 //! that the budget allows to be seen are caught.
 
-use cx_pipeline::detect::sim::report::{delay, score};
-use cx_pipeline::detect::sim::{run, SimConfig};
+use cx_pipeline::app::simulate::report::{delay, score};
+use cx_pipeline::app::simulate::{run, SimConfig};
 
 #[test]
 fn a_simulated_half_year_stays_within_the_false_page_budget_and_catches_sustained_drops() {

@@ -8,10 +8,10 @@ mod common;
 use common::check::check;
 use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
 use common::proxy::{Mode, Proxy};
-use cx_pipeline::codec::registry::Registry;
-use cx_pipeline::codec::{Decoder, Schemas, WireFormat};
+use cx_pipeline::codec::{Decoder, Disposition, Schemas, WireFormat};
 use cx_pipeline::generator::Encoder;
 use cx_pipeline::model::Stream;
+use cx_pipeline::source::registry::{BlockingRegistry, Registry};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,8 +101,10 @@ fn denied_stops_unavailable_retries_and_unknown_is_asked_again_after_its_ttl() {
     let mut dec = Decoder::new(
         WireFormat::Confluent,
         schemas.clone(),
-        Some(Registry::new(&stub.url, Some("cx"), None)),
-        Some(rt.handle().clone()),
+        Some(Box::new(BlockingRegistry {
+            registry: Registry::new(&stub.url, Some("cx"), None),
+            runtime: rt.handle().clone(),
+        })),
     )
     .unknown_ttl(Duration::from_millis(300));
 
@@ -110,12 +112,12 @@ fn denied_stops_unavailable_retries_and_unknown_is_asked_again_after_its_ttl() {
         stub.answer(&[denied]);
         let e = dec.decode(Stream::Survey, &payload).err();
         let e = e.unwrap_or_else(|| panic!("{denied} must fail"));
-        assert!(e.is_fatal() && !e.is_retryable(), "{denied}: {e}");
+        assert!(e.disposition() == Disposition::Stop, "{denied}: {e}");
         assert!(e.to_string().contains("codec.schema_registry_user"), "{e}");
     }
     stub.answer(&[500]);
     let e = dec.decode(Stream::Survey, &payload).err();
-    assert!(e.is_some_and(|e| e.is_retryable() && !e.is_fatal()));
+    assert!(e.is_some_and(|e| e.disposition() == Disposition::Retry));
 
     stub.answer(&[404]);
     let e = dec.decode(Stream::Survey, &payload).err();

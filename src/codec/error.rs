@@ -1,8 +1,7 @@
 use thiserror::Error;
 
-/// Why a message could not become an event. Everything but `Registry` (retry the message)
-/// and `RegistryAuth` (stop the job) is permanent for that message and sends it to the
-/// dead-letter topic with [`DecodeError::reason`] as a header.
+/// Why a message could not become an event; [`DecodeError::disposition`] says what happens
+/// to the message, decided here once.
 #[derive(Debug, Error)]
 pub enum DecodeError {
     #[error("payload is empty")]
@@ -60,14 +59,26 @@ impl DecodeError {
         }
     }
 
-    /// A registry outage is not the message's fault: retry instead of dead-lettering.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, DecodeError::Registry(_))
+    /// What to do with the message, decided once here (Arroyo's classification).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            // A registry outage is not the message's fault: retry instead of dead-lettering.
+            DecodeError::Registry(_) => Disposition::Retry,
+            // Wrong credentials or permissions fail every message alike and retrying cannot
+            // fix them: stop with the message instead of stalling silently.
+            DecodeError::RegistryAuth(_) => Disposition::Stop,
+            other => Disposition::DeadLetter(other.reason()),
+        }
     }
+}
 
-    /// Wrong credentials or permissions fail every message alike and retrying cannot fix
-    /// them: stop with the message instead of stalling silently.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, DecodeError::RegistryAuth(_))
-    }
+/// What a decode failure means for its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// The message itself is unusable: to the dead-letter path with this reason.
+    DeadLetter(&'static str),
+    /// The infrastructure failed: try the same message again later.
+    Retry,
+    /// No message can succeed until an operator acts: stop the job.
+    Stop,
 }

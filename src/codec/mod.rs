@@ -6,14 +6,12 @@ pub mod avro;
 mod error;
 pub mod fast;
 pub mod fields;
-pub mod registry;
 
-pub use error::DecodeError;
+pub use error::{DecodeError, Disposition};
 
 use crate::model::{Event, Stream};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
-use registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,17 +43,34 @@ pub struct Schemas {
     pub interaction_json: String,
 }
 
+/// A reader schema that could not be read or parsed, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
+    Parse {
+        file: &'static str,
+        source: apache_avro::Error,
+    },
+}
+
 impl Schemas {
     /// The schemas compiled into the binary.
-    pub fn embedded() -> Result<Self, String> {
+    pub fn embedded() -> Result<Self, SchemaError> {
         Self::parse(SURVEY_SCHEMA.to_string(), INTERACTION_SCHEMA.to_string())
     }
 
     /// Schemas from a directory holding survey_response.avsc and support_interaction.avsc.
-    pub fn load(dir: &Path) -> Result<Self, String> {
+    pub fn load(dir: &Path) -> Result<Self, SchemaError> {
         let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .map_err(|e| format!("{}: {e}", dir.join(f).display()))
+            std::fs::read_to_string(dir.join(f)).map_err(|source| SchemaError::Read {
+                path: dir.join(f).display().to_string(),
+                source,
+            })
         };
         Self::parse(
             read("survey_response.avsc")?,
@@ -64,12 +79,14 @@ impl Schemas {
     }
 
     /// From `dir` when configured, else the compiled-in copies.
-    pub fn from_dir(dir: Option<&Path>) -> Result<Self, String> {
+    pub fn from_dir(dir: Option<&Path>) -> Result<Self, SchemaError> {
         dir.map_or_else(Self::embedded, Self::load)
     }
 
-    fn parse(survey_json: String, interaction_json: String) -> Result<Self, String> {
-        let p = |name: &str, s: &str| Schema::parse_str(s).map_err(|e| format!("{name}: {e}"));
+    fn parse(survey_json: String, interaction_json: String) -> Result<Self, SchemaError> {
+        let p = |file: &'static str, s: &str| {
+            Schema::parse_str(s).map_err(|source| SchemaError::Parse { file, source })
+        };
         Ok(Schemas {
             survey: Arc::new(p("survey_response.avsc", &survey_json)?),
             interaction: Arc::new(p("support_interaction.avsc", &interaction_json)?),
@@ -139,12 +156,27 @@ impl Writer {
 /// (0 = unknown id, 1 = incompatible, with the detail).
 type CachedSchema = Result<Arc<Writer>, (u8, String)>;
 
+/// Why a writer schema could not be fetched, classified once where the request was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// Credentials or permissions: no retry can help.
+    Denied(String),
+    /// 5xx, timeout, connection: the registry may be back for the next attempt.
+    Unavailable(String),
+}
+
+/// Where the Confluent framing's writer schemas come from. The registry client implements it
+/// on the I/O floor (`source::registry`); the decoder stays pure and testable without one.
+pub trait SchemaSource: Send {
+    /// The schema's JSON, `Ok(None)` for an id the source does not know.
+    fn fetch(&self, id: u32) -> Result<Option<String>, Fetch>;
+}
+
 /// Resolves writer schemas and decodes payloads. One per consuming thread.
 pub struct Decoder {
     format: WireFormat,
     schemas: Schemas,
-    registry: Option<Registry>,
-    runtime: Option<tokio::runtime::Handle>,
+    registry: Option<Box<dyn SchemaSource>>,
     /// Writer schema per (stream, id), checked once against the reader schema.
     cache: HashMap<(Stream, u32), CachedSchema>,
     /// When each unknown id was last asked for: asked again after `unknown_ttl`, since a
@@ -161,8 +193,7 @@ impl Decoder {
     pub fn new(
         format: WireFormat,
         schemas: Schemas,
-        registry: Option<Registry>,
-        runtime: Option<tokio::runtime::Handle>,
+        registry: Option<Box<dyn SchemaSource>>,
     ) -> Self {
         AVRO_LIMIT.call_once(|| {
             apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
@@ -178,7 +209,6 @@ impl Decoder {
             format,
             schemas,
             registry,
-            runtime,
             cache: HashMap::new(),
             unknown_at: HashMap::new(),
             unknown_ttl: std::time::Duration::from_secs(60),
@@ -236,18 +266,16 @@ impl Decoder {
                 .clone()
                 .map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
         }
-        let (Some(registry), Some(rt)) = (&self.registry, &self.runtime) else {
+        let Some(registry) = &self.registry else {
             return Err(DecodeError::Registry(
                 "no schema registry configured".into(),
             ));
         };
         // Not cached on failure: the registry may be back for the next message.
-        let json = rt
-            .block_on(registry.schema_by_id(id))
-            .map_err(|e| match e {
-                registry::Fetch::Denied(d) => DecodeError::RegistryAuth(d),
-                registry::Fetch::Unavailable(d) => DecodeError::Registry(d),
-            })?;
+        let json = registry.fetch(id).map_err(|e| match e {
+            Fetch::Denied(d) => DecodeError::RegistryAuth(d),
+            Fetch::Unavailable(d) => DecodeError::Registry(d),
+        })?;
         let entry = match json {
             None => {
                 self.unknown_at

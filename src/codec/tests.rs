@@ -43,7 +43,7 @@ fn schemas() -> Schemas {
 
 fn confluent_decoder() -> Decoder {
     let s = schemas();
-    let mut d = Decoder::new(WireFormat::Confluent, s.clone(), None, None);
+    let mut d = Decoder::new(WireFormat::Confluent, s.clone(), None);
     d.preload(Stream::Survey, 7, s.survey.clone());
     d.preload(Stream::Interaction, 8, s.interaction.clone());
     d
@@ -58,7 +58,7 @@ fn survey_bytes(s: &Survey) -> Vec<u8> {
 fn both_wire_formats_round_trip() {
     let s = survey();
     let datum = survey_bytes(&s);
-    let mut raw = Decoder::new(WireFormat::Avro, schemas(), None, None);
+    let mut raw = Decoder::new(WireFormat::Avro, schemas(), None);
     assert_eq!(
         raw.decode(Stream::Survey, &datum).ok(),
         Some(Event::Survey(s.clone()))
@@ -137,7 +137,7 @@ fn bad_payloads_get_a_reason_and_never_panic() {
     );
     // No registry configured: retryable, not dead-lettered.
     let e = d.decode(Stream::Survey, &frame_confluent(6, &[])).err();
-    assert!(e.is_some_and(|e| e.is_retryable()));
+    assert!(e.is_some_and(|e| e.disposition() == Disposition::Retry));
     // A survey datum on the interaction topic.
     let e = d
         .decode(
@@ -161,7 +161,7 @@ fn bad_payloads_get_a_reason_and_never_panic() {
 
 #[test]
 fn validation_names_the_field() {
-    let mut d = Decoder::new(WireFormat::Avro, schemas(), None, None);
+    let mut d = Decoder::new(WireFormat::Avro, schemas(), None);
     let s = survey();
     let bad = |nps, csat| {
         avro::encode(&schemas().survey, avro::survey_value(&s, nps, csat))

@@ -68,10 +68,16 @@ impl Default for DetectorSection {
 /// What the detector service runs with.
 #[derive(Clone, Debug)]
 pub struct DetectorSettings {
-    pub stats: crate::detect::Settings,
+    pub params: crate::detect::Params,
     pub nesting: Vec<(String, String)>,
     pub poll_interval: Duration,
     pub max_partition_lag_hours: i64,
+    /// Alertmanager base URL; empty: not sent.
+    pub alertmanager_url: String,
+    /// Kafka topic of alert events; empty: not produced.
+    pub alert_topic: String,
+    /// /metrics of the detector service; empty: not served.
+    pub metrics_listen: String,
 }
 
 fn whole_days(key: &str, s: &str, min: u64, errs: &mut Vec<String>) -> u32 {
@@ -88,7 +94,7 @@ fn whole_days(key: &str, s: &str, min: u64, errs: &mut Vec<String>) -> u32 {
 
 impl DetectorSection {
     pub(super) fn validate(&self, groupings: &[u8], errs: &mut Vec<String>) -> DetectorSettings {
-        let mut stats = crate::detect::Settings::default();
+        let mut stats = crate::detect::Params::default();
         if !(self.budget_per_week > 0.0 && self.budget_per_week <= 1000.0) {
             errs.push("detector.budget_per_week must be in (0, 1000]".into());
         }
@@ -164,10 +170,13 @@ impl DetectorSection {
             ));
         }
         DetectorSettings {
-            stats,
+            params: stats,
             nesting,
             poll_interval,
             max_partition_lag_hours: i64::try_from(lag.as_secs() / 3600).unwrap_or(i64::MAX),
+            alertmanager_url: self.alertmanager_url.clone(),
+            alert_topic: self.alert_topic.clone(),
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! clock or count (README, Semantics: "What is rejected").
 
 use super::duration;
-use crate::ingest::Limits;
+use crate::pipeline::limits::Limits;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]

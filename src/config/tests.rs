@@ -54,7 +54,10 @@ fn secrets_stay_out_of_debug_and_env_overrides_apply() {
     assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
     assert_eq!(cfg.kafka.brokers, "b:1");
     assert_eq!(
-        cfg.kafka_client().get("sasl.password").map(String::as_str),
+        cfg.kafka
+            .client_settings()
+            .get("sasl.password")
+            .map(String::as_str),
         Some("s3cret")
     );
 }

@@ -5,15 +5,17 @@
 //! partition), and only then the offsets committed. Business counters move only when a
 //! checkpoint covers their facts, so a replay never counts them twice.
 
-use super::dead_letter::DeadLetterProducer;
+use super::batch::{Batch, Filling};
+use super::dead_letter::{DeadLetter, DeadLetterProducer};
 use super::store::{CheckpointStore, StoreError};
-use super::Flusher;
 use crate::internal_events::{
     CheckpointsWritten, CommitFailed, InternalEvent, PartitionClaimed, PartitionFenced,
     PartitionReleased, PartitionsLost, RevokeFlushFailed,
 };
 use crate::metrics::{Business, Metrics};
+use crate::model::Stream;
 use crate::pipeline::Core;
+use crate::sink::RowWriter;
 use crate::sink::SinkError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -29,9 +31,19 @@ pub enum DeliveryError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("dead-letter topic: {0}")]
-    DeadLetter(String),
+    DeadLetter(#[from] super::dead_letter::DeadLetterError),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
+}
+
+/// Why the committer closes: both write everything due and let every partition go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Close {
+    /// A shutdown: open windows and pending surveys stay in the checkpoint.
+    Stop,
+    /// The input of a bounded run ended: open windows and pending surveys are written as
+    /// provisional rows first.
+    EndOfInput,
 }
 
 /// When a flush happens and how much it must do.
@@ -46,10 +58,10 @@ pub enum Flush {
 }
 
 pub struct Committer {
-    pub core: Core,
-    pub dlq: DeadLetterProducer,
+    core: Core,
+    dlq: DeadLetterProducer,
     store: CheckpointStore,
-    flusher: Arc<Flusher>,
+    writer: Arc<RowWriter>,
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     topics: [String; 2],
@@ -60,19 +72,20 @@ pub struct Committer {
     checkpoint_interval: Duration,
     /// Business counts of facts written but not yet covered by a checkpoint, per partition.
     business: BTreeMap<i32, Business>,
-    /// Payload bytes consumed since the last flush.
-    pub batch_bytes: usize,
+    /// The batch being filled, against its policy.
+    batch: Filling,
 }
 
 pub struct CommitterParts {
     pub core: Core,
     pub dlq: DeadLetterProducer,
     pub store: CheckpointStore,
-    pub flusher: Arc<Flusher>,
+    pub writer: Arc<RowWriter>,
     pub runtime: tokio::runtime::Handle,
     pub metrics: Arc<Metrics>,
     pub topics: [String; 2],
     pub checkpoint_interval: Duration,
+    pub batch: Batch,
 }
 
 impl Committer {
@@ -81,7 +94,7 @@ impl Committer {
             core: p.core,
             dlq: p.dlq,
             store: p.store,
-            flusher: p.flusher,
+            writer: p.writer,
             runtime: p.runtime,
             metrics: p.metrics,
             topics: p.topics,
@@ -90,8 +103,84 @@ impl Committer {
             last_checkpoint: Instant::now(),
             checkpoint_interval: p.checkpoint_interval,
             business: BTreeMap::new(),
-            batch_bytes: 0,
+            batch: Filling::new(p.batch),
         }
+    }
+
+    /// Runs `fold` on the core for one message of partition `p`, counting its payload into
+    /// the batch; `None` when this instance does not own `p` (fenced or lost: the rebalance
+    /// that follows takes it away), and nothing is folded.
+    pub fn ingest<R>(
+        &mut self,
+        p: i32,
+        payload_len: usize,
+        fold: impl FnOnce(&mut Core) -> R,
+    ) -> Option<R> {
+        if !self.owns(p) {
+            return None;
+        }
+        self.batch.bytes = self.batch.bytes.saturating_add(payload_len);
+        Some(fold(&mut self.core))
+    }
+
+    /// Sends a rejected message to the dead-letter topic; confirmed before the next checkpoint.
+    pub fn dead_letter(&mut self, d: &DeadLetter<'_>) -> Result<(), DeliveryError> {
+        Ok(self.dlq.send(d)?)
+    }
+
+    /// The state, for gauges and reads.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The next offset the state of `p` expects on `stream` (0 when not held).
+    pub fn next_offset(&self, stream: Stream, p: i32) -> i64 {
+        self.core
+            .partition(p)
+            .map_or(0, |ps| ps.clocks[stream as usize].next_offset)
+    }
+
+    /// Moves the clocks of the partitions a poll batch touched; they are due at the next
+    /// checkpoint.
+    pub fn advance(&mut self, touched: impl IntoIterator<Item = i32>) {
+        for p in touched {
+            if self.owns(p) {
+                self.core.advance(p);
+                self.due.insert(p);
+            }
+        }
+    }
+
+    /// A routine flush when the batch policy says the batch is full; the partitions found
+    /// fenced on the way (none when nothing was flushed).
+    pub fn flush_if_full<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Option<Vec<i32>>, DeliveryError> {
+        if !self.batch.full(self.core.pending_rows()) {
+            return Ok(None);
+        }
+        self.flush(consumer, Flush::Routine).map(Some)
+    }
+
+    /// The one stop sequence: everything due is written and checkpointed, offsets committed
+    /// and waited for, then every partition let go, so the revoke librdkafka runs while
+    /// closing the consumer has nothing left to write.
+    pub fn close<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        why: Close,
+    ) -> Result<Vec<i32>, DeliveryError> {
+        if why == Close::EndOfInput {
+            self.core.finish_all();
+        }
+        let owned = self.owned();
+        self.due.extend(owned);
+        let fenced = self.flush(consumer, Flush::Final)?;
+        for p in self.owned() {
+            self.release(p);
+        }
+        Ok(fenced)
     }
 
     /// Whether this instance owns the partition (claimed and neither released nor fenced).
@@ -101,11 +190,6 @@ impl Committer {
 
     pub fn owned(&self) -> Vec<i32> {
         self.store.epochs().into_keys().collect()
-    }
-
-    /// The partition changed and its state must be in the next checkpoint.
-    pub fn touch(&mut self, p: i32) {
-        self.due.insert(p);
     }
 
     /// Takes partitions over: restores their state and claims a new epoch. Returns each
@@ -165,15 +249,15 @@ impl Committer {
     }
 
     /// Hands the batch's rows to the sink and, when due, checkpoints and commits.
-    /// Returns the checkpoint bytes written and the partitions fenced on the way.
-    pub fn flush<C: ConsumerContext>(
+    /// Returns the partitions fenced on the way.
+    fn flush<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         mode: Flush,
     ) -> Result<Vec<i32>, DeliveryError> {
         let started = Instant::now();
         let out = self.core.take_outputs();
-        self.batch_bytes = 0;
+        self.batch.reset();
         self.metrics.record_evicted(&out);
         for (p, b) in Business::by_partition(&out) {
             if self.owns(p) {
@@ -184,11 +268,11 @@ impl Committer {
         // back to consuming. Rows carry versions and facts are replaced by id, so the order
         // two batches land in does not matter; a checkpoint waits for both.
         self.wait_rows()?;
-        let flusher = self.flusher.clone();
+        let writer = self.writer.clone();
         let epochs = self.store.epochs();
         self.inflight = Some(
             self.runtime
-                .spawn(async move { flusher.write(&out, &epochs).await }),
+                .spawn(async move { writer.write(&out, &epochs).await }),
         );
         // A routine checkpoint waits for the interval, and (up to three intervals) for dead
         // letters still in flight rather than block on a busy broker.
@@ -217,7 +301,7 @@ impl Committer {
         mode: Flush,
     ) -> Result<Vec<i32>, DeliveryError> {
         self.wait_rows()?;
-        self.dlq.confirm().map_err(DeliveryError::DeadLetter)?;
+        self.dlq.confirm()?;
         let due: Vec<i32> = std::mem::take(&mut self.due).into_iter().collect();
         let states: Vec<_> = due.iter().filter_map(|&p| self.core.partition(p)).collect();
         let saved = self.runtime.block_on(self.store.save(&states))?;
@@ -273,20 +357,6 @@ impl Committer {
             }
         }
         Ok(fenced)
-    }
-
-    /// Lets every partition go after the final flush of a stop, so the revoke librdkafka
-    /// runs while closing the consumer has nothing left to write.
-    pub fn release_all(&mut self) {
-        for p in self.owned() {
-            self.release(p);
-        }
-    }
-
-    /// Checkpoints every owned partition at the next flush (end of a bounded input).
-    pub fn all_due(&mut self) {
-        let owned = self.owned();
-        self.due.extend(owned);
     }
 
     /// Waits for the batch insert in flight, if any.

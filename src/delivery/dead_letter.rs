@@ -36,6 +36,16 @@ impl ProducerContext for Ctx {
     }
 }
 
+/// Why dead letters could not be handed over or confirmed; the job stops rather than
+/// commit past a rejected message that went nowhere.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("{0} dead letters were not delivered")]
+    Undelivered(u64),
+}
+
 /// Where a rejected message came from and why.
 pub struct DeadLetter<'a> {
     pub reason: &'static str,
@@ -74,7 +84,7 @@ impl DeadLetterProducer {
         })
     }
 
-    pub fn send(&self, d: &DeadLetter<'_>) -> Result<(), KafkaError> {
+    pub fn send(&self, d: &DeadLetter<'_>) -> Result<(), DeadLetterError> {
         let partition = d.partition.to_string();
         let offset = d.offset.to_string();
         let size = d.payload.len().to_string();
@@ -127,7 +137,7 @@ impl DeadLetterProducer {
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(e),
+                Err((e, _)) => return Err(e.into()),
             }
         }
     }
@@ -140,14 +150,12 @@ impl DeadLetterProducer {
 
     /// Waits for every queued dead letter; fails if any was not delivered, so the caller
     /// does not commit past a message that went nowhere.
-    pub fn confirm(&self) -> Result<(), String> {
+    pub fn confirm(&self) -> Result<(), DeadLetterError> {
         use rdkafka::producer::Producer;
-        self.producer
-            .flush(Duration::from_secs(30))
-            .map_err(|e| format!("dead-letter flush: {e}"))?;
+        self.producer.flush(Duration::from_secs(30))?;
         let failed = self.counter.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            return Err(format!("{failed} dead letters were not delivered"));
+            return Err(DeadLetterError::Undelivered(failed));
         }
         Ok(())
     }

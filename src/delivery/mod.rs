@@ -10,13 +10,13 @@
 //! - [`format`](mod@format): what a checkpoint records about itself (format version, the settings and
 //!   the Kafka source it belongs to), and the refusal when they changed.
 //! - [`dead_letter`]: rejected messages with their reason; never stops the job.
-//! - [`rows`]: outputs → ClickHouse rows (shared with the embedded demo).
+//! - [`batch`]: when a batch of rows goes to the sink.
 
+pub mod batch;
 pub mod committer;
 pub mod dead_letter;
 pub mod format;
-pub mod rows;
 pub mod store;
 
-pub use committer::{Committer, CommitterParts, DeliveryError, Flush};
-pub use rows::Flusher;
+pub use batch::Batch;
+pub use committer::{Close, Committer, CommitterParts, DeliveryError, Flush};

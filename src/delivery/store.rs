@@ -56,21 +56,6 @@ fn checkpoint_version(epoch: u32, seq: u32) -> u64 {
     (u64::from(epoch) << 32) | u64::from(seq)
 }
 
-const OPS_BITS: u32 = 40;
-const EPOCH_BITS: u32 = 24;
-
-/// A window row's version: how many operations the row has seen (`ops`, interleaving-free:
-/// the complete row has the most), then the writer's epoch. Two writers of the same row
-/// (an owner and a stalled former owner) thus never tie with different content: the more
-/// complete row wins, and between equally complete ones the newest owner's. Both parts
-/// saturate (2^39 operations on one row, 2^24 assignments of one partition), where ties
-/// would fall back to insertion order.
-pub fn row_version(ops: u64, epoch: u32) -> u64 {
-    let ops = ops.min((1 << OPS_BITS) - 1);
-    let epoch = u64::from(epoch).min((1 << EPOCH_BITS) - 1);
-    (ops << EPOCH_BITS) | epoch
-}
-
 /// A partition taken over: its restored state and the epoch now held.
 pub struct Claimed {
     pub state: PartitionState,
@@ -370,12 +355,5 @@ mod tests {
     fn versions_order_by_epoch_then_sequence_and_rows_by_completeness_then_epoch() {
         assert!(checkpoint_version(2, 0) > checkpoint_version(1, u32::MAX));
         assert_eq!(epoch_of(checkpoint_version(7, 9)), 7);
-        // A more complete row wins over a newer owner's partial one ...
-        assert!(row_version(10, 1) > row_version(9, 5));
-        // ... and equally complete rows go to the newest owner.
-        assert!(row_version(10, 6) > row_version(10, 5));
-        // Saturation keeps the order monotonic (never wraps).
-        assert!(row_version(u64::MAX, 0) >= row_version(1 << 39, 0));
-        assert!(row_version(5, u32::MAX) > row_version(5, 3));
     }
 }

@@ -3,7 +3,7 @@
 //! hours vary than independent answers would (over-dispersion). Recomputed once a day from
 //! the hours the [`History`] still holds, skipping hours that were part of an alert.
 
-use super::stats::{tilt, Counts, Mix};
+use crate::stats::{tilt, Counts, Mix};
 
 /// Hour of the week, Monday 00:00 UTC = 0 (hour 0 of the Unix epoch was a Thursday).
 pub fn hour_of_week(hour: i64) -> usize {

@@ -10,7 +10,7 @@
 //! h = ln(A·μ) − 1.166·√(2μ). The threshold therefore grows only with the logarithm of the
 //! number of segments and adapts to each segment's volume.
 
-use super::stats::{tilt, Counts, Mix};
+use crate::stats::{tilt, Counts, Mix};
 
 /// Siegmund's overshoot correction for a CUSUM of normal-ish increments.
 const OVERSHOOT: f64 = 1.166;

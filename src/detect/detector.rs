@@ -7,8 +7,8 @@ use super::alert::{AlertEvent, AlertState, Contributor, DigestEntry};
 use super::baseline::{prior_strength, raw, Baseline, History, Raw};
 use super::cusum::{alternative, kl_per_answer, llr, threshold, Cusum};
 use super::segment::{Hierarchy, SegmentKey};
-use super::stats::{nps_interval, tilt, Counts};
-use super::Settings;
+use super::Params;
+use crate::stats::{nps_interval, tilt, Counts};
 
 mod digest;
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ pub struct Output {
 }
 
 pub struct Detector {
-    set: Settings,
+    set: Params,
     hier: Hierarchy,
     segs: Vec<Seg>,
     ids: HashMap<SegmentKey, usize>,
@@ -52,7 +52,7 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(set: Settings, hier: Hierarchy) -> Self {
+    pub fn new(set: Params, hier: Hierarchy) -> Self {
         let ring = ((set.baseline_days + set.gap_days + 1) * 24) as usize;
         Detector {
             set,

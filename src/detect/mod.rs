@@ -17,20 +17,18 @@ pub mod baseline;
 pub mod cusum;
 pub mod detector;
 pub mod segment;
-pub mod service;
-pub mod sim;
-pub mod stats;
+
 #[cfg(test)]
 mod tests;
 
+pub use crate::stats::Counts;
 pub use alert::{AlertEvent, AlertState, DigestEntry};
 pub use detector::{Detector, Output};
 pub use segment::{Hierarchy, SegmentKey};
-pub use stats::Counts;
 
 /// The detector's knobs (config section `[detector]`; README explains each).
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct Params {
     /// Expected false pages per week across all segments together.
     pub budget_per_week: f64,
     /// Length of the baseline window.
@@ -40,7 +38,7 @@ pub struct Settings {
     /// Days of history before a segment is watched.
     pub min_history_days: u32,
     /// Smallest drop worth a page, in NPS points, per grouping (by mask); others use
-    /// [`Settings::default_delta`].
+    /// [`Params::default_delta`].
     pub deltas: Vec<(u8, f64)>,
     /// The CUSUM bank doubles δ up to this many points.
     pub max_delta: f64,
@@ -58,9 +56,9 @@ pub struct Settings {
     pub z: f64,
 }
 
-impl Default for Settings {
+impl Default for Params {
     fn default() -> Self {
-        Settings {
+        Params {
             budget_per_week: 1.0,
             baseline_days: 28,
             gap_days: 1,
@@ -76,7 +74,7 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
+impl Params {
     /// δ of a grouping when the config names none: 5 points overall and per region (large,
     /// slow-moving segments where 5 points matters), 20 for anything split by agent (small
     /// and noisy), 10 otherwise (team, product, channel, tier).

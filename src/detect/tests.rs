@@ -3,7 +3,11 @@
 //! absorb it) and resolves after recovery; agents fold into their alerting team; the digest
 //! flags a drop too small to page. The year-long calibration is `sim` (tests/detector_sim.rs).
 
-use super::sim::world::{draw_counts, mix_for, poisson, AGENT, TEAM};
+use crate::stats::sample::{draw_counts, mix_for, poisson};
+
+/// Dimension indexes as in `model::DIMENSIONS`.
+const TEAM: usize = 2;
+const AGENT: usize = 3;
 use super::*;
 use crate::generator::Rng;
 
@@ -31,9 +35,9 @@ fn run(
     budget: f64,
     drop: impl Fn(usize, i64) -> f64,
 ) -> Run {
-    let set = Settings {
+    let set = Params {
         budget_per_week: budget,
-        ..Settings::default()
+        ..Params::default()
     };
     let groupings = vec![String::new(), "team".into(), "agent".into()];
     let mut hier =
@@ -237,9 +241,9 @@ fn rows_split_by_partition_shuffled_and_empty_hours_skipped_change_nothing() {
     }
     let groupings = vec![String::new(), "team".into()];
     let detector = || {
-        let set = Settings {
+        let set = Params {
             budget_per_week: 0.05,
-            ..Settings::default()
+            ..Params::default()
         };
         Detector::new(set, Hierarchy::new(&groupings, &[]).unwrap_or_default())
     };

@@ -4,42 +4,17 @@
 //! dead-letter path with which reason. Every counter a rejected or accepted message moves
 //! is moved here.
 
-pub mod dedup;
-
-use crate::codec::{DecodeError, Decoder};
+use crate::codec::{DecodeError, Decoder, Disposition};
 use crate::internal_events::{
     DeadLettered, DecodeFailed, Duplicate, InternalEvent, LateRevision, TooLate,
 };
 use crate::metrics::Metrics;
 use crate::model::{Event, Stream};
+use crate::pipeline::dedup::Repeat;
+pub use crate::pipeline::limits::{check, Limits, Reject, MAX_EVENT_MS};
 use crate::pipeline::partition::{Accepted, Rejected};
 use crate::pipeline::Core;
-use dedup::Repeat;
 use std::sync::Arc;
-
-/// What a decoded event must satisfy before it may move a clock or count.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_future_skew_ms: i64,
-    pub min_event_ms: i64,
-    pub max_duration_ms: i64,
-    pub max_ids: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_future_skew_ms: 3_600_000,
-            min_event_ms: 946_684_800_000, // 2000-01-01
-            max_duration_ms: 86_400_000,
-            max_ids: 5_000_000,
-        }
-    }
-}
-
-/// The latest instant a ClickHouse `DateTime` holds (2106-02-07T06:28:15Z); later event
-/// times would be clamped there silently.
-pub const MAX_EVENT_MS: i64 = 4_294_967_295_000;
 
 /// One message as a source read it.
 pub struct Message<'a> {
@@ -49,63 +24,6 @@ pub struct Message<'a> {
     /// The Kafka record's timestamp, when the source has one.
     pub timestamp_ms: Option<i64>,
     pub payload: &'a [u8],
-}
-
-/// Why a message goes to the dead-letter path; `detail` never quotes a comment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-/// Checks an event against the limits: its time within range, its durations bounded.
-pub fn check(ev: &Event, record_ms: Option<i64>, l: &Limits) -> Result<(), Reject> {
-    let (field, t) = match ev {
-        Event::Survey(s) => ("submitted_at", s.submitted_at_ms),
-        Event::Interaction(i) => ("ended_at", i.ended_at_ms),
-    };
-    let out_of_range = |why: String| Reject {
-        reason: "event_time_out_of_range",
-        detail: format!("{field} = {t} ms {why}"),
-    };
-    if t < l.min_event_ms {
-        return Err(out_of_range(format!(
-            "is before ingest.min_event_time ({} ms)",
-            l.min_event_ms
-        )));
-    }
-    if t > MAX_EVENT_MS {
-        return Err(out_of_range(
-            "is after 2106-02-07, past any window ClickHouse can store".into(),
-        ));
-    }
-    if let Some(r) = record_ms.filter(|&r| r > 0) {
-        if t > r.saturating_add(l.max_future_skew_ms) {
-            return Err(out_of_range(format!(
-                "is {} s ahead of its Kafka record's timestamp {r} ms (ingest.max_future_skew = {} s)",
-                t.saturating_sub(r) / 1000,
-                l.max_future_skew_ms / 1000
-            )));
-        }
-    }
-    if let Event::Interaction(i) = ev {
-        for (name, v) in [
-            ("talk_ms", i.talk_ms),
-            ("hold_ms", i.hold_ms),
-            ("wrap_ms", i.wrap_ms),
-        ] {
-            if v > l.max_duration_ms {
-                return Err(Reject {
-                    reason: "out_of_range",
-                    detail: format!(
-                        "{name} = {v} exceeds ingest.max_duration ({} ms)",
-                        l.max_duration_ms
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Counts of one source's run.
@@ -135,8 +53,8 @@ impl Ingest {
 
     /// Runs one message through the step. `Ok(None)`: folded. `Ok(Some(reject))`: the
     /// caller sends it to the dead-letter path. `Err`: nothing was counted; the registry is
-    /// unreachable and the same message must be tried again, or, when the error
-    /// `is_fatal()`, it refused our credentials and the job must stop.
+    /// unreachable and the same message must be tried again, or it refused our credentials
+    /// and the job must stop ([`DecodeError::disposition`]).
     pub fn ingest(
         &mut self,
         decoder: &mut Decoder,
@@ -144,7 +62,7 @@ impl Ingest {
         m: &Message<'_>,
     ) -> Result<Option<Reject>, DecodeError> {
         let decoded = match decoder.decode(m.stream, m.payload) {
-            Err(e) if e.is_retryable() || e.is_fatal() => return Err(e),
+            Err(e) if !matches!(e.disposition(), Disposition::DeadLetter(_)) => return Err(e),
             other => other,
         };
         self.tally.consumed += 1;

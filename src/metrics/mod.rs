@@ -3,14 +3,19 @@
 //! labels are low-cardinality dimensions only, capped by `metrics.max_label_sets`.
 
 mod business;
+pub mod detector;
 pub mod server;
+mod sink;
 
 pub use business::Business;
+pub use detector::DetectorMetrics;
+pub use server::Exposition;
+pub use sink::SinkMetrics;
 
 use crate::pipeline::partition::Outputs;
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,9 +32,8 @@ pub struct Metrics {
     pub join: IntCounterVec,
     pub state: IntGaugeVec,
     pub watermark: IntGaugeVec,
-    pub rows_written: IntCounterVec,
-    pub insert_seconds: HistogramVec,
-    pub insert_errors: IntCounterVec,
+    /// The ClickHouse series, shared with the detector's own registry.
+    pub sink: SinkMetrics,
     pub checkpoints: IntCounter,
     pub commit_errors: IntCounter,
     /// Partitions given up without a final checkpoint: `fenced` (a newer owner's epoch was
@@ -47,88 +51,97 @@ pub struct Metrics {
     pub contacts: IntCounterVec,
     pub handle_seconds: CounterVec,
     pub up: IntGauge,
-    /// 0 while ClickHouse inserts fail and are being retried; /health reports degraded.
-    pub clickhouse_up: IntGauge,
     cap: usize,
     seen: Mutex<HashSet<Vec<String>>>,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+/// Registers one series. Metric names and label sets are constants, so registration cannot
+/// fail at runtime; a failure is a programming error caught by the unit tests.
+pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
     r.register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        .unwrap_or_else(|e| panic!("metric registration: {e}"));
     c
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(crate) fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    register(r, c)
+}
+
+pub(crate) fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g =
         IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    g
+    register(r, g)
+}
+
+pub(crate) fn single_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        r,
+        IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+}
+
+fn single_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        r,
+        IntCounter::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+}
+
+/// The business series: what customers said and what contacts cost, by segment.
+struct BusinessSeries {
+    responses: IntCounterVec,
+    nps_answers: IntCounterVec,
+    csat_answers: IntCounterVec,
+    csat_satisfied: IntCounterVec,
+    contacts: IntCounterVec,
+    handle_seconds: CounterVec,
+}
+
+impl BusinessSeries {
+    fn new(r: &Registry) -> Self {
+        let biz = ["region", "channel", "bucket"];
+        let seg = ["team", "channel", "bucket"];
+        BusinessSeries {
+            responses: counter(
+                r,
+                "cx_survey_responses_total",
+                "Survey responses folded",
+                &biz,
+            ),
+            nps_answers: counter(
+                r,
+                "cx_nps_answers_total",
+                "NPS answers by class",
+                &["region", "channel", "bucket", "class"],
+            ),
+            csat_answers: counter(r, "cx_csat_answers_total", "CSAT answers", &biz),
+            csat_satisfied: counter(r, "cx_csat_satisfied_total", "CSAT answers of 4 or 5", &biz),
+            contacts: counter(r, "cx_contacts_total", "Support contacts handled", &seg),
+            handle_seconds: register(
+                r,
+                CounterVec::new(
+                    Opts::new(
+                        "cx_handle_time_seconds_total",
+                        "Sum of handle time (talk+hold+wrap)",
+                    ),
+                    &seg,
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+        }
+    }
 }
 
 impl Metrics {
-    /// Metric names and label sets are constants, so registration cannot fail at runtime;
-    /// a failure here is a programming error caught by the unit tests.
     pub fn new(max_label_sets: usize) -> Self {
         let r = Registry::new();
-        let insert_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "cx_clickhouse_insert_seconds",
-                "ClickHouse insert latency per table",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["table"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(insert_seconds.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let flush_seconds = Histogram::with_opts(HistogramOpts::new(
-            "cx_flush_seconds",
-            "Time the consumer spends per flush: waiting for the previous insert, and when due the checkpoint and commit",
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(flush_seconds.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let checkpoints = IntCounter::new("cx_checkpoints_total", "Partition checkpoints written")
-            .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(checkpoints.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let commit_errors =
-            IntCounter::new("cx_commit_errors_total", "Failed Kafka offset commits")
-                .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(commit_errors.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let up = IntGauge::new("cx_pipeline_up", "1 while the pipeline runs")
-            .unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(up.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let clickhouse_up = IntGauge::new(
-            "cx_clickhouse_up",
-            "0 while ClickHouse inserts fail and are retried (consumption is held back)",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        clickhouse_up.set(1);
-        r.register(Box::new(clickhouse_up.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let biz = ["region", "channel", "bucket"];
+        let b = BusinessSeries::new(&r);
+        let tp = ["topic", "partition"];
         Metrics {
-            consumed: counter(
-                &r,
-                "cx_consumed_total",
-                "Messages consumed",
-                &["topic", "partition"],
-            ),
-            lag: gauge(
-                &r,
-                "cx_consumer_lag",
-                "High watermark minus next offset",
-                &["topic", "partition"],
-            ),
+            consumed: counter(&r, "cx_consumed_total", "Messages consumed", &tp),
+            lag: gauge(&r, "cx_consumer_lag", "High watermark minus next offset", &tp),
             decode_errors: counter(
                 &r,
                 "cx_decode_errors_total",
@@ -165,33 +178,16 @@ impl Metrics {
                 "Survey join outcomes; evicted counts contacts pushed out by the cap",
                 &["result"],
             ),
-            state: gauge(
-                &r,
-                "cx_state_entries",
-                "Entries held in join and window state",
-                &["kind"],
-            ),
+            state: gauge(&r, "cx_state_entries", "Entries held in join and window state", &["kind"]),
             watermark: gauge(
                 &r,
                 "cx_watermark_seconds",
                 "Event-time floor per stream and partition",
                 &["stream", "partition"],
             ),
-            rows_written: counter(
-                &r,
-                "cx_rows_written_total",
-                "Rows acknowledged by ClickHouse",
-                &["table"],
-            ),
-            insert_seconds,
-            insert_errors: counter(
-                &r,
-                "cx_clickhouse_errors_total",
-                "Failed ClickHouse operations",
-                &["table", "kind"],
-            ),
-            checkpoints,
-            commit_errors,
+            sink: SinkMetrics::new(&r),
+            checkpoints: single_counter(&r, "cx_checkpoints_total", "Partition checkpoints written"),
+            commit_errors: single_counter(&r, "cx_commit_errors_total", "Failed Kafka offset commits"),
             fenced: counter(
                 &r,
                 "cx_partitions_fenced_total",
@@ -210,47 +206,21 @@ impl Metrics {
                 "Schema lookups that failed transiently and wait to be tried again",
                 &["topic"],
             ),
-            flush_seconds,
-            responses: counter(
+            flush_seconds: register(
                 &r,
-                "cx_survey_responses_total",
-                "Survey responses folded",
-                &biz,
+                Histogram::with_opts(HistogramOpts::new(
+                    "cx_flush_seconds",
+                    "Time the consumer spends per flush: waiting for the previous insert, and when due the checkpoint and commit",
+                ))
+                .unwrap_or_else(|e| panic!("{e}")),
             ),
-            nps_answers: counter(
-                &r,
-                "cx_nps_answers_total",
-                "NPS answers by class",
-                &["region", "channel", "bucket", "class"],
-            ),
-            csat_answers: counter(&r, "cx_csat_answers_total", "CSAT answers", &biz),
-            csat_satisfied: counter(
-                &r,
-                "cx_csat_satisfied_total",
-                "CSAT answers of 4 or 5",
-                &biz,
-            ),
-            contacts: counter(
-                &r,
-                "cx_contacts_total",
-                "Support contacts handled",
-                &["team", "channel", "bucket"],
-            ),
-            handle_seconds: {
-                let c = CounterVec::new(
-                    Opts::new(
-                        "cx_handle_time_seconds_total",
-                        "Sum of handle time (talk+hold+wrap)",
-                    ),
-                    &["team", "channel", "bucket"],
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                r.register(Box::new(c.clone()))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                c
-            },
-            up,
-            clickhouse_up,
+            responses: b.responses,
+            nps_answers: b.nps_answers,
+            csat_answers: b.csat_answers,
+            csat_satisfied: b.csat_satisfied,
+            contacts: b.contacts,
+            handle_seconds: b.handle_seconds,
+            up: single_gauge(&r, "cx_pipeline_up", "1 while the pipeline runs"),
             registry: r,
             cap: max_label_sets,
             seen: Mutex::new(HashSet::new()),
@@ -322,12 +292,16 @@ impl Metrics {
 
     /// Text exposition for GET /metrics.
     pub fn render(&self) -> String {
-        let mut buf = String::new();
-        let enc = prometheus::TextEncoder::new();
-        if let Err(e) = enc.encode_utf8(&self.registry.gather(), &mut buf) {
-            tracing::warn!(error = %e, "metrics encoding failed");
-        }
-        buf
+        server::render(&self.registry)
+    }
+}
+
+impl Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+    fn degraded(&self) -> Option<&'static str> {
+        self.sink.degraded()
     }
 }
 

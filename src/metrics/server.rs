@@ -1,13 +1,34 @@
 //! A minimal HTTP endpoint: GET /metrics (Prometheus text) and GET /health. Small enough
 //! that a web framework would cost more in build time than it saves.
 
-use super::Metrics;
+use prometheus::Registry;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// What an endpoint serves: the pipeline's metrics or the detector's.
+pub trait Exposition: Send + Sync + 'static {
+    /// Prometheus text.
+    fn render(&self) -> String;
+    /// Why /health answers 503, if it does.
+    fn degraded(&self) -> Option<&'static str>;
+}
+
+/// Prometheus text of a registry.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = String::new();
+    let enc = prometheus::TextEncoder::new();
+    if let Err(e) = enc.encode_utf8(&registry.gather(), &mut buf) {
+        tracing::warn!(error = %e, "metrics encoding failed");
+    }
+    buf
+}
+
 /// Binds now (so a bad address fails at startup) and serves until the runtime stops.
-pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<std::net::SocketAddr> {
+pub async fn serve<E: Exposition>(
+    addr: &str,
+    metrics: Arc<E>,
+) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -31,11 +52,10 @@ pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<std::ne
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, ctype, body) = match path {
                     "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                    "/health" | "/healthz" if metrics.clickhouse_up.get() == 0 => (
+                    "/health" | "/healthz" if metrics.degraded().is_some() => (
                         "503 Service Unavailable",
                         "text/plain",
-                        "degraded: ClickHouse inserts failing, retrying; consumption held back\n"
-                            .to_string(),
+                        metrics.degraded().unwrap_or_default().to_string(),
                     ),
                     "/health" | "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                     _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),

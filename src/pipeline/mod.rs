@@ -1,13 +1,15 @@
 //! The processing core: per-partition state plus the settings they share. The Kafka source
 //! and the embedded demo both drive this same core; it does no I/O.
 
+pub mod dedup;
 pub mod dims;
+pub mod limits;
 pub mod partition;
 
-use crate::ingest::Limits;
 use crate::join::JoinConfig;
 use crate::model::{Event, Stream};
 use crate::window::WindowConfig;
+use limits::Limits;
 use partition::{Accepted, Outputs, PartitionState, Rejected};
 use std::collections::BTreeMap;
 

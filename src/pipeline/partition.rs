@@ -14,9 +14,9 @@
 //! but not what they finally hold.
 
 use super::Settings;
-use crate::ingest::dedup::{IdSet, Repeat};
 use crate::join::{JoinState, Pending, Resolved, Settled};
 use crate::model::{Interaction, Stream, Survey};
+use crate::pipeline::dedup::{IdSet, Repeat};
 use crate::window::aggregate::Partial;
 use crate::window::{correction_id, WindowState, WindowUpdate};
 use serde::{Deserialize, Serialize};

@@ -6,12 +6,12 @@
 //! permanent failure stops the pipeline before offsets are committed, so nothing is lost.
 
 use super::rows::{InteractionRow, ProbeRow, SurveyRow, WindowRow};
-use crate::config::{ClickHouseConfig, Compression};
+use super::settings::{ClickHouseSettings, Compression};
 use crate::internal_events::{ClickHouseFailed, InsertCompleted, InternalEvent};
-use crate::metrics::Metrics;
+use crate::metrics::SinkMetrics;
+use crate::tls::TlsError;
 use ::clickhouse::{Client, Row};
 use serde::Serialize;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -49,8 +49,8 @@ pub enum SinkError {
     },
     #[error("cannot read ClickHouse version: {0}")]
     Version(String),
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("the insert task stopped: {0}")]
     Task(String),
 }
@@ -98,7 +98,7 @@ pub struct ClickHouseSink {
     client: Client,
     db: String,
     pub version: String,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
     /// One insert attempt's limit (`clickhouse.timeout`).
     timeout: Duration,
 }
@@ -110,8 +110,11 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 impl ClickHouseSink {
     /// Connects, adapts to the server version, creates tables and self-tests inserts.
-    pub async fn connect(cfg: &ClickHouseConfig, metrics: Arc<Metrics>) -> Result<Self, SinkError> {
-        let base = base_client(cfg).map_err(SinkError::Tls)?;
+    pub async fn connect(
+        cfg: &ClickHouseSettings,
+        metrics: SinkMetrics,
+    ) -> Result<Self, SinkError> {
+        let base = base_client(cfg)?;
         let version: String = base
             .query("SELECT version()")
             .fetch_one()
@@ -138,7 +141,7 @@ impl ClickHouseSink {
             db: cfg.database.clone(),
             version: version.clone(),
             metrics,
-            timeout: humantime::parse_duration(&cfg.timeout).unwrap_or(Duration::from_secs(30)),
+            timeout: cfg.timeout,
         };
         for ddl in DDL {
             sink.client
@@ -307,7 +310,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// The configured server, user and password, uncompressed and unvalidated: what works on
 /// every supported version before the version is known.
-pub fn base_client(cfg: &ClickHouseConfig) -> Result<Client, String> {
+pub fn base_client(cfg: &ClickHouseSettings) -> Result<Client, TlsError> {
     Ok(http_client(cfg)?
         .with_url(&cfg.url)
         .with_user(&cfg.user)
@@ -318,7 +321,7 @@ pub fn base_client(cfg: &ClickHouseConfig) -> Result<Client, String> {
 
 /// A client for `http://` and `https://` URLs, trusting `clickhouse.ca_file` besides the
 /// system's roots. Idle connections are dropped before the server's 3 s keep-alive ends.
-pub fn http_client(cfg: &ClickHouseConfig) -> Result<Client, String> {
+pub fn http_client(cfg: &ClickHouseSettings) -> Result<Client, TlsError> {
     let conn = crate::tls::https_connector(cfg.ca_file.as_deref(), "clickhouse.ca_file")?;
     Ok(Client::with_http_client(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

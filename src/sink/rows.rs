@@ -195,7 +195,7 @@ impl WindowRow {
             tier: d(5),
             bucket: d(6),
             source_partition: partition,
-            version: crate::delivery::store::row_version(u.version, epoch),
+            version: row_version(u.version, epoch),
             revision: u.revision,
             is_final: u8::from(u.is_final),
             responses: p.responses,
@@ -221,4 +221,35 @@ impl WindowRow {
 pub struct ProbeRow {
     pub token: String,
     pub at: u32,
+}
+
+const OPS_BITS: u32 = 40;
+const EPOCH_BITS: u32 = 24;
+
+/// A window row's version: how many operations the row has seen (`ops`, interleaving-free:
+/// the complete row has the most), then the writer's epoch. Two writers of the same row
+/// (an owner and a stalled former owner) thus never tie with different content: the more
+/// complete row wins, and between equally complete ones the newest owner's. Both parts
+/// saturate (2^39 operations on one row, 2^24 assignments of one partition), where ties
+/// would fall back to insertion order.
+pub fn row_version(ops: u64, epoch: u32) -> u64 {
+    let ops = ops.min((1 << OPS_BITS) - 1);
+    let epoch = u64::from(epoch).min((1 << EPOCH_BITS) - 1);
+    (ops << EPOCH_BITS) | epoch
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::row_version;
+
+    #[test]
+    fn row_versions_order_by_completeness_then_epoch() {
+        // A more complete row wins over a newer owner's partial one ...
+        assert!(row_version(10, 1) > row_version(9, 5));
+        // ... and equally complete rows go to the newest owner.
+        assert!(row_version(10, 6) > row_version(10, 5));
+        // Saturation keeps the order monotonic (never wraps).
+        assert!(row_version(u64::MAX, 0) >= row_version(1 << 39, 0));
+        assert!(row_version(5, u32::MAX) > row_version(5, 3));
+    }
 }

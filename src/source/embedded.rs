@@ -2,17 +2,17 @@
 //! services. Prints a refreshing per-segment NPS/CSAT/AHT table and serves /metrics; writes
 //! to ClickHouse too when a URL is configured.
 
-use crate::codec::{Decoder, Schemas, WireFormat};
-use crate::delivery::Flusher;
+use crate::codec::{DecodeError, Decoder, SchemaError, Schemas, WireFormat};
 use crate::generator::{generate, hash, Encoder, GenConfig};
 use crate::ingest::{Ingest, Message};
 use crate::model::{Stream, UNATTRIBUTED, UNKNOWN};
 use crate::pipeline::partition::Outputs;
 use crate::pipeline::{Core, Settings};
+use crate::shutdown::Shutdown;
+use crate::sink::{RowWriter, SinkError};
 use crate::window::aggregate::Partial;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct DemoOptions {
@@ -91,38 +91,71 @@ impl DemoSummary {
     }
 }
 
+/// Why the demo stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Schemas(#[from] SchemaError),
+    #[error("encoding a generated event: {0}")]
+    Encode(apache_avro::Error),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// The generated input, encoded as the Kafka job would receive it, and the decoder for it.
+struct Feed {
+    events: Vec<crate::generator::GenEvent>,
+    enc: Encoder,
+    dec: Decoder,
+}
+
+impl Feed {
+    fn new(opts: &DemoOptions) -> Result<Self, DemoError> {
+        let schemas = Schemas::embedded()?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let gen_cfg = GenConfig {
+            seed: opts.seed,
+            count: opts.events,
+            // Tickets every ~3 s of event time, ending about now.
+            start_ms: now_ms - (opts.events as i64) * 1_300,
+            ..GenConfig::default()
+        };
+        let events = generate(&gen_cfg, WireFormat::Confluent);
+        let enc = Encoder {
+            format: WireFormat::Confluent,
+            schemas: schemas.clone(),
+            ids: (1, 2),
+        };
+        let mut dec = Decoder::new(WireFormat::Confluent, schemas.clone(), None);
+        dec.preload(Stream::Survey, 1, schemas.survey.clone());
+        dec.preload(Stream::Interaction, 2, schemas.interaction.clone());
+        dec.preload_unknown(Stream::Survey, crate::generator::UNKNOWN_SCHEMA_ID);
+        dec.preload_unknown(Stream::Interaction, crate::generator::UNKNOWN_SCHEMA_ID);
+        Ok(Feed { events, enc, dec })
+    }
+}
+
+/// Feeds the generated events through the ingest step at `opts.rate`, refreshing the table
+/// every `opts.refresh`, until the events end or `stop` is set.
 pub async fn run(
     settings: Settings,
-    flusher: Flusher,
+    writer: RowWriter,
     opts: DemoOptions,
-    stop: &AtomicBool,
-) -> Result<DemoSummary, String> {
-    let schemas = Schemas::embedded()?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let gen_cfg = GenConfig {
-        seed: opts.seed,
-        count: opts.events,
-        // Tickets every ~3 s of event time, ending about now.
-        start_ms: now_ms - (opts.events as i64) * 1_300,
-        ..GenConfig::default()
-    };
-    let events = generate(&gen_cfg, WireFormat::Confluent);
-    let enc = Encoder {
-        format: WireFormat::Confluent,
-        schemas: schemas.clone(),
-        ids: (1, 2),
-    };
-    let mut dec = Decoder::new(WireFormat::Confluent, schemas.clone(), None, None);
-    dec.preload(Stream::Survey, 1, schemas.survey.clone());
-    dec.preload(Stream::Interaction, 2, schemas.interaction.clone());
-    dec.preload_unknown(Stream::Survey, crate::generator::UNKNOWN_SCHEMA_ID);
-    dec.preload_unknown(Stream::Interaction, crate::generator::UNKNOWN_SCHEMA_ID);
+    stop: &Shutdown,
+) -> Result<DemoSummary, DemoError> {
+    let Feed {
+        events,
+        enc,
+        mut dec,
+    } = Feed::new(&opts)?;
     let mut core = Core::new(settings);
     let mut ingest = Ingest::new(
-        flusher.metrics.clone(),
+        writer.metrics.clone(),
         [
             Stream::Survey.label().into(),
             Stream::Interaction.label().into(),
@@ -130,13 +163,12 @@ pub async fn run(
     );
     let mut summary = DemoSummary::default();
     let mut offsets: HashMap<(Stream, i32), i64> = HashMap::new();
-    let tty = std::io::stdout().is_terminal();
     let tick = Duration::from_millis(100);
     let per_tick = ((opts.rate as f64) * tick.as_secs_f64()).max(1.0) as usize;
     let mut last_refresh = Instant::now();
     let mut it = events.iter();
     let mut done = false;
-    while !done && !stop.load(Ordering::Relaxed) {
+    while !done && !stop.is_set() {
         let tick_start = Instant::now();
         for _ in 0..per_tick {
             let Some(g) = it.next() else {
@@ -147,7 +179,7 @@ pub async fn run(
             let off = offsets.entry((g.stream, p)).or_default();
             let offset = *off;
             *off += 1;
-            let payload = enc.encode(g).map_err(|e| e.to_string())?;
+            let payload = enc.encode(g).map_err(DemoError::Encode)?;
             let msg = Message {
                 stream: g.stream,
                 partition: p,
@@ -157,33 +189,10 @@ pub async fn run(
                 payload: &payload,
             };
             // Schemas are preloaded, so nothing here waits on a registry.
-            ingest
-                .ingest(&mut dec, &mut core, &msg)
-                .map_err(|e| e.to_string())?;
+            ingest.ingest(&mut dec, &mut core, &msg)?;
         }
         if done || last_refresh.elapsed() >= opts.refresh {
-            if done {
-                core.finish_all();
-            } else {
-                core.advance_all();
-            }
-            let out = core.take_outputs();
-            flusher
-                .write(&out, &Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            flusher.metrics.record_business(&out);
-            summary.fold(&out);
-            let t = ingest.tally;
-            (summary.processed, summary.dead_lettered, summary.late) =
-                (t.consumed, t.dead_lettered, t.late);
-            let text = summary.render();
-            let mut so = std::io::stdout().lock();
-            let _ = if tty {
-                write!(so, "\x1b[2J\x1b[H{text}")
-            } else {
-                writeln!(so, "{text}")
-            };
+            refresh(&mut core, &writer, &ingest, &mut summary, done).await?;
             last_refresh = Instant::now();
         }
         if let Some(rest) = tick.checked_sub(tick_start.elapsed()) {
@@ -193,4 +202,34 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// Writes what the core has produced, folds it into the table and prints the table.
+async fn refresh(
+    core: &mut Core,
+    writer: &RowWriter,
+    ingest: &Ingest,
+    summary: &mut DemoSummary,
+    done: bool,
+) -> Result<(), DemoError> {
+    if done {
+        core.finish_all();
+    } else {
+        core.advance_all();
+    }
+    let out = core.take_outputs();
+    writer.write(&out, &Default::default()).await?;
+    writer.metrics.record_business(&out);
+    summary.fold(&out);
+    let t = ingest.tally;
+    (summary.processed, summary.dead_lettered, summary.late) =
+        (t.consumed, t.dead_lettered, t.late);
+    let text = summary.render();
+    let mut so = std::io::stdout().lock();
+    let _ = if std::io::stdout().is_terminal() {
+        write!(so, "\x1b[2J\x1b[H{text}")
+    } else {
+        writeln!(so, "{text}")
+    };
+    Ok(())
 }

@@ -2,3 +2,4 @@
 
 pub mod embedded;
 pub mod kafka;
+pub mod registry;

@@ -114,8 +114,8 @@ impl Partial {
     /// as +1/0/-1: Var = (p + d - (p - d)^2) / n.
     pub fn nps_margin_of_error(&self) -> Option<f64> {
         (self.nps_n > 0).then(|| {
-            let c = crate::detect::Counts::new(self.promoters, self.passives, self.detractors);
-            let iv = crate::detect::stats::nps_interval(&c, 1.96);
+            let c = crate::stats::Counts::new(self.promoters, self.passives, self.detractors);
+            let iv = crate::stats::nps_interval(&c, 1.96);
             (iv.high - iv.low) / 2.0
         })
     }

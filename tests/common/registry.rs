@@ -6,10 +6,10 @@
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use cx_pipeline::codec::registry::Registry;
 use cx_pipeline::codec::{avro, frame_confluent, Schemas, WireFormat};
 use cx_pipeline::generator::{Encoder, GenEvent};
 use cx_pipeline::model::Event;
+use cx_pipeline::source::registry::Registry;
 
 pub struct TestEncoder {
     base: Encoder,

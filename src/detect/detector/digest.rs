@@ -3,7 +3,7 @@
 
 use super::Detector;
 use crate::detect::alert::DigestEntry;
-use crate::detect::stats::{benjamini_hochberg, normal_sf, nps_interval, Counts};
+use crate::stats::{benjamini_hochberg, normal_sf, nps_interval, Counts};
 
 impl Detector {
     /// The digest for the day that just ended (and the week ending with it): segments whose

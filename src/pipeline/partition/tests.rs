@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::delivery::format as checkpoint;
-use crate::ingest::Limits;
 use crate::join::{AttributionPolicy, JoinConfig};
 use crate::model::Event;
+use crate::pipeline::limits::Limits;
 use crate::pipeline::Core;
 use crate::window::{Grouping, WindowConfig};
 use std::collections::BTreeMap;

@@ -1,50 +1,48 @@
 //! Consumption gauges, refreshed once per flush: consumed counts, lag, event-time floors and
-//! state sizes.
+//! state sizes (emitted as `internal_events::kafka` occurrences).
 
 use super::setup::cached_high_watermark;
 use super::Run;
+use crate::internal_events::{Consumed, InternalEvent, StateSize, StreamPosition};
 use crate::model::Stream;
 
 impl Run<'_> {
     pub(super) fn update_gauges(&mut self) {
         let m = self.job.metrics.clone();
-        for ((s, p), n) in self.consumed.drain() {
-            m.consumed
-                .with_label_values(&[self.topics[s as usize].as_str(), &p.to_string()])
-                .inc_by(n);
+        for ((s, p), count) in self.consumed.drain() {
+            Consumed {
+                topic: &self.topics[s as usize],
+                partition: p,
+                count,
+            }
+            .emit(&m);
         }
         let c = self.committer.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut contacts, mut pending, mut windows, mut ids) = (0, 0, 0, 0);
-        for ps in c.core.partitions() {
-            ids += ps.ids_len();
-            contacts += ps.join().contacts_len();
-            pending += ps.join().pending_len();
-            windows += ps.windows().open_len();
-            let p = ps.partition.to_string();
+        let mut size = StateSize {
+            join_contacts: 0,
+            join_pending_surveys: 0,
+            open_windows: 0,
+            dedup_ids: 0,
+        };
+        for ps in c.core().partitions() {
+            size.dedup_ids += ps.ids_len();
+            size.join_contacts += ps.join().contacts_len();
+            size.join_pending_surveys += ps.join().pending_len();
+            size.open_windows += ps.windows().open_len();
             for s in Stream::ALL {
                 let clock = ps.clocks[s as usize];
                 let topic = self.topics[s as usize].as_str();
-                if let Some(high) = cached_high_watermark(&self.consumer, topic, ps.partition) {
-                    m.lag
-                        .with_label_values(&[topic, &p])
-                        .set((high - clock.next_offset).max(0));
+                StreamPosition {
+                    topic,
+                    stream: s.label(),
+                    partition: ps.partition,
+                    lag: cached_high_watermark(&self.consumer, topic, ps.partition)
+                        .map(|high| high - clock.next_offset),
+                    floor_ms: (clock.floor_ms > i64::MIN).then_some(clock.floor_ms),
                 }
-                if clock.floor_ms > i64::MIN {
-                    m.watermark
-                        .with_label_values(&[s.label(), &p])
-                        .set(clock.floor_ms / 1000);
-                }
+                .emit(&m);
             }
         }
-        m.state
-            .with_label_values(&["join_contacts"])
-            .set(contacts as i64);
-        m.state
-            .with_label_values(&["join_pending_surveys"])
-            .set(pending as i64);
-        m.state
-            .with_label_values(&["open_windows"])
-            .set(windows as i64);
-        m.state.with_label_values(&["dedup_ids"]).set(ids as i64);
+        size.emit(&m);
     }
 }

@@ -14,16 +14,18 @@ mod gauges;
 mod hold;
 mod setup;
 
-use crate::codec::Decoder;
-use crate::config::{Config, Validated};
+use crate::codec::{DecodeError, Decoder, Disposition};
+use crate::config::Validated;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterProducer};
-use crate::delivery::store::{CheckpointStore, StoreError};
-use crate::delivery::{Committer, CommitterParts, DeliveryError, Flush, Flusher};
-use crate::ingest::{Ingest, Message};
+use crate::delivery::store::CheckpointStore;
+use crate::delivery::{Close, Committer, CommitterParts, DeliveryError};
+use crate::ingest::{Ingest, Message, Tally};
+use crate::internal_events::{ConsumerError, InternalEvent};
 use crate::metrics::Metrics;
 use crate::model::Stream;
 use crate::pipeline::Core;
-use crate::sink::ClickHouseSink;
+use crate::shutdown::Shutdown;
+use crate::sink::{ClickHouseSink, RowWriter};
 use hold::Held;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -32,7 +34,6 @@ use rdkafka::Offset;
 pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -45,45 +46,19 @@ pub enum JobError {
     #[error("cannot connect to Kafka: {0}")]
     Connect(String),
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Delivery(#[from] DeliveryError),
     #[error(transparent)]
-    Checkpoint(#[from] StoreError),
-    #[error("dead-letter topic: {0}")]
-    DeadLetter(String),
-    #[error("schema registry: {0}")]
-    Registry(String),
-}
-
-impl From<DeliveryError> for JobError {
-    fn from(e: DeliveryError) -> Self {
-        match e {
-            DeliveryError::Store(e) => JobError::Checkpoint(e),
-            DeliveryError::Sink(e) => JobError::Sink(e),
-            DeliveryError::DeadLetter(e) => JobError::DeadLetter(e),
-            DeliveryError::Kafka(e) => JobError::Kafka(e),
-        }
-    }
+    Registry(DecodeError),
 }
 
 pub struct KafkaJob {
-    pub config: Config,
-    pub validated: Validated,
+    pub settings: Validated,
     pub metrics: Arc<Metrics>,
     pub sink: Arc<ClickHouseSink>,
     pub decoder: Decoder,
     pub runtime: tokio::runtime::Handle,
     /// Stop at the end of the input (every assigned partition at EOF) instead of waiting.
     pub bounded: bool,
-}
-
-/// How a run ended, for the caller's log line.
-#[derive(Debug, Default)]
-pub struct RunSummary {
-    pub consumed: u64,
-    pub dead_lettered: u64,
-    pub late: u64,
-    pub revised: u64,
-    pub duplicates: u64,
 }
 
 struct Run<'a> {
@@ -105,46 +80,45 @@ struct Run<'a> {
 
 impl KafkaJob {
     /// Runs until `stop` is set (or the input ends, when bounded); flushes and commits first.
-    pub fn run(&mut self, stop: Arc<AtomicBool>) -> Result<RunSummary, JobError> {
-        let client = client_config(&self.config);
-        let cc = consumer_config(&self.config);
+    /// Returns the run's counts, for the caller's log line.
+    pub fn run(&mut self, stop: &Shutdown) -> Result<Tally, JobError> {
+        let k = &self.settings.kafka;
+        let client = client_config(k);
+        let cc = consumer_config(k);
         let consumer: BaseConsumer<Ctx> = cc.create_with_context(Ctx {
             changes: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
             metrics: self.metrics.clone(),
             committer: OnceLock::new(),
         })?;
-        let topics = [
-            self.config.kafka.survey_topic.clone(),
-            self.config.kafka.interaction_topic.clone(),
-        ];
-        let source = check_topics(&consumer, &self.config)?;
+        let topics = [k.survey_topic.clone(), k.interaction_topic.clone()];
+        let source = check_topics(&consumer, k)?;
         let partitions = source.topics[0].partitions;
+        let v = &self.settings;
         let store = CheckpointStore::new(
             self.sink.clone(),
-            self.config.state_id().to_string(),
-            self.validated.settings.clone(),
+            k.state_id().to_string(),
+            v.settings.clone(),
             source,
         );
-        self.runtime.block_on(store.check_all(partitions))?;
-        let dlq = DeadLetterProducer::new(
-            &client,
-            &self.config.kafka.dead_letter_topic,
-            self.config.kafka.dead_letter_max_bytes,
-        )?;
+        self.runtime
+            .block_on(store.check_all(partitions))
+            .map_err(DeliveryError::from)?;
+        let dlq = DeadLetterProducer::new(&client, &k.dead_letter_topic, k.dead_letter_max_bytes)?;
         let committer = Arc::new(Mutex::new(Committer::new(CommitterParts {
-            core: Core::new(self.validated.settings.clone()),
+            core: Core::new(v.settings.clone()),
             dlq,
             store,
-            flusher: Arc::new(Flusher {
+            writer: Arc::new(RowWriter {
                 sink: Some(self.sink.clone()),
                 metrics: self.metrics.clone(),
-                groupings: self.validated.settings.window.groupings.clone(),
+                groupings: v.settings.window.groupings.clone(),
             }),
             runtime: self.runtime.clone(),
             metrics: self.metrics.clone(),
             topics: topics.clone(),
-            checkpoint_interval: self.validated.checkpoint_interval,
+            checkpoint_interval: v.checkpoint_interval,
+            batch: v.batch,
         })));
         let _ = consumer.context().committer.set(committer.clone());
         consumer.subscribe(&[&topics[0], &topics[1]])?;
@@ -162,18 +136,11 @@ impl KafkaJob {
             held: BTreeMap::new(),
             hold_backoff: hold::FIRST,
         };
-        let result = run.main_loop(&stop);
+        let result = run.main_loop(stop);
         // Leave the group cleanly: the final revoke flush ran in the loop already.
         run.job.metrics.up.set(0);
         result?;
-        let t = run.ingest.tally;
-        Ok(RunSummary {
-            consumed: t.consumed,
-            dead_lettered: t.dead_lettered,
-            late: t.late,
-            revised: t.revised,
-            duplicates: t.duplicates,
-        })
+        Ok(run.ingest.tally)
     }
 }
 
@@ -192,105 +159,89 @@ impl Run<'_> {
         self.committer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Flushes through the committer; partitions it found fenced are forgotten here too.
-    fn flush(&mut self, mode: Flush) -> Result<(), JobError> {
-        let fenced = {
-            let consumer = self.consumer.clone();
-            let mut c = self.committer();
-            c.flush(&consumer, mode)?
-        };
+    /// Partitions the committer found fenced while flushing are forgotten here too.
+    fn after_flush(&mut self, fenced: Vec<i32>) {
         for p in fenced {
             self.forget(p);
         }
         self.update_gauges();
+    }
+
+    /// Closes through the committer: the one stop sequence for a shutdown and for the end
+    /// of a bounded input.
+    fn close(&mut self, why: Close) -> Result<(), JobError> {
+        let consumer = self.consumer.clone();
+        let fenced = self.committer().close(&consumer, why)?;
+        self.after_flush(fenced);
         Ok(())
     }
 
-    fn main_loop(&mut self, stop: &AtomicBool) -> Result<(), JobError> {
-        let period = self.job.validated.flush_period;
-        let max_rows = self.job.config.sink.max_rows;
-        let max_bytes = self.job.config.sink.max_bytes;
-        let mut last_flush = Instant::now();
+    fn main_loop(&mut self, stop: &Shutdown) -> Result<(), JobError> {
         self.job.metrics.up.set(1);
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_set() {
                 tracing::info!("shutdown requested: flushing and committing");
-                self.committer().all_due();
-                self.flush(Flush::Final)?;
-                self.committer().release_all();
-                return Ok(());
+                return self.close(Close::Stop);
             }
             self.retry_held()?;
-            let mut n = 0;
-            let mut timeout = Duration::from_millis(100);
-            let consumer = self.consumer.clone();
-            while n < 5000 {
-                let Some(res) = consumer.poll(timeout) else {
-                    break;
-                };
-                timeout = Duration::ZERO;
-                self.apply_changes()?;
-                match res {
-                    Ok(m) => {
-                        n += 1;
-                        let Some(stream) = self.stream_of(m.topic()) else {
-                            continue;
-                        };
-                        let (p, offset) = (m.partition(), m.offset());
-                        self.at_eof.remove(&(stream, p));
-                        let msg = Message {
-                            stream,
-                            partition: p,
-                            offset,
-                            timestamp_ms: m.timestamp().to_millis(),
-                            payload: m.payload().unwrap_or(&[]),
-                        };
-                        self.on_message(&msg, m.key())?;
-                    }
-                    Err(KafkaError::PartitionEOF(p)) => {
-                        // The EOF error does not name the topic; positions tell which side is done.
-                        for s in Stream::ALL {
-                            if self.caught_up(s, p) {
-                                self.at_eof.entry((s, p)).or_insert_with(Instant::now);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
-                }
-            }
+            self.poll_batch()?;
             self.apply_changes()?;
-            let (pending_rows, batch_bytes) = {
-                let touched = std::mem::take(&mut self.touched);
-                let mut c = self.committer();
-                for p in touched {
-                    if c.owns(p) {
-                        c.core.advance(p);
-                        c.touch(p);
-                    }
-                }
-                (c.core.pending_rows(), c.batch_bytes)
-            };
+            let touched = std::mem::take(&mut self.touched);
+            self.committer().advance(touched);
             if self.job.bounded && self.input_done() {
                 tracing::info!(
                     "end of input: writing open windows and pending surveys as provisional"
                 );
-                {
-                    let mut c = self.committer();
-                    c.core.finish_all();
-                    c.all_due();
-                }
-                self.flush(Flush::Final)?;
-                self.committer().release_all();
-                return Ok(());
+                return self.close(Close::EndOfInput);
             }
-            if pending_rows >= max_rows
-                || batch_bytes >= max_bytes
-                || last_flush.elapsed() >= period
-            {
-                self.flush(Flush::Routine)?;
-                last_flush = Instant::now();
+            let consumer = self.consumer.clone();
+            let flushed = self.committer().flush_if_full(&consumer)?;
+            if let Some(fenced) = flushed {
+                self.after_flush(fenced);
             }
         }
+    }
+
+    /// Up to 5,000 messages, waiting at most 100 ms for the first.
+    fn poll_batch(&mut self) -> Result<(), JobError> {
+        let mut n = 0;
+        let mut timeout = Duration::from_millis(100);
+        let consumer = self.consumer.clone();
+        while n < 5000 {
+            let Some(res) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            self.apply_changes()?;
+            match res {
+                Ok(m) => {
+                    n += 1;
+                    let Some(stream) = self.stream_of(m.topic()) else {
+                        continue;
+                    };
+                    let (p, offset) = (m.partition(), m.offset());
+                    self.at_eof.remove(&(stream, p));
+                    let msg = Message {
+                        stream,
+                        partition: p,
+                        offset,
+                        timestamp_ms: m.timestamp().to_millis(),
+                        payload: m.payload().unwrap_or(&[]),
+                    };
+                    self.on_message(&msg, m.key())?;
+                }
+                Err(KafkaError::PartitionEOF(p)) => {
+                    // The EOF error does not name the topic; positions tell which side is done.
+                    for s in Stream::ALL {
+                        if self.caught_up(s, p) {
+                            self.at_eof.entry((s, p)).or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                Err(e) => ConsumerError { error: &e }.emit(&self.job.metrics),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the stream's partition is consumed up to the high watermark. The consumer's
@@ -302,11 +253,7 @@ impl Run<'_> {
         let Some(high) = cached_high_watermark(&self.consumer, topic, p) else {
             return false;
         };
-        let next = self
-            .committer()
-            .core
-            .partition(p)
-            .map_or(0, |ps| ps.clocks[s as usize].next_offset);
+        let next = self.committer().next_offset(s, p);
         let position = self
             .consumer
             .position()
@@ -367,15 +314,16 @@ impl Run<'_> {
         }
         // Locks the field, not `self`: the loop's own fields stay usable beside the guard.
         let mut c = self.committer.lock().unwrap_or_else(|p| p.into_inner());
-        if !c.owns(p) {
+        let (ingest, decoder) = (&mut self.ingest, &mut self.job.decoder);
+        let Some(verdict) = c.ingest(p, m.payload.len(), |core| ingest.ingest(decoder, core, m))
+        else {
             return Ok(()); // fenced or lost; the rebalance that follows takes it away
-        }
+        };
         *self.consumed.entry((stream, p)).or_default() += 1;
-        c.batch_bytes += m.payload.len();
         self.touched.insert(p);
-        let reject = match self.ingest.ingest(&mut self.job.decoder, &mut c.core, m) {
+        let reject = match verdict {
             Ok(r) => r,
-            Err(e) if e.is_fatal() => return Err(JobError::Registry(e.to_string())),
+            Err(e) if e.disposition() == Disposition::Stop => return Err(JobError::Registry(e)),
             Err(e) => {
                 drop(c);
                 return self.hold(m, key, &e);
@@ -384,17 +332,16 @@ impl Run<'_> {
         let Some(reject) = reject else {
             return Ok(());
         };
-        c.dlq
-            .send(&DeadLetter {
-                reason: reject.reason,
-                detail: reject.detail,
-                topic: &self.topics[stream as usize],
-                partition: p,
-                offset,
-                key,
-                payload: m.payload,
-            })
-            .map_err(|e| JobError::DeadLetter(e.to_string()))
+        c.dead_letter(&DeadLetter {
+            reason: reject.reason,
+            detail: reject.detail,
+            topic: &self.topics[stream as usize],
+            partition: p,
+            offset,
+            key,
+            payload: m.payload,
+        })?;
+        Ok(())
     }
 
     fn apply_changes(&mut self) -> Result<(), JobError> {
@@ -418,7 +365,7 @@ impl Run<'_> {
                          member of group {:?} subscribes differently or uses another \
                          assignment strategy; every member must be cx-pipeline with the same \
                          topics",
-                        self.job.config.kafka.group_id
+                        self.job.settings.kafka.group_id
                     )))
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::describe::describe_topics;
 use super::JobError;
-use crate::config::Config;
+use crate::config::KafkaConfig;
 use crate::delivery::format::{SourceIdentity, TopicIdentity};
 use crate::delivery::Committer;
 use crate::internal_events::{CommitFailed, InternalEvent};
@@ -121,10 +121,10 @@ fn unpaired(tpl: &TopicPartitionList) -> Option<String> {
     (!alone.is_empty()).then(|| alone.join(", "))
 }
 
-pub(super) fn client_config(cfg: &Config) -> ClientConfig {
+pub(super) fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in cfg.kafka_client() {
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in cfg.client_settings() {
         c.set(k, v);
     }
     c
@@ -133,9 +133,9 @@ pub(super) fn client_config(cfg: &Config) -> ClientConfig {
 /// The job's consumer settings: manual commits after the sink confirmed, end-of-partition
 /// events for bounded runs, short fetch waits, then the `kafka.consumer` pass-through map.
 /// Public so the end-to-end benchmark's raw consumer uses exactly the same settings.
-pub fn consumer_config(cfg: &Config) -> ClientConfig {
+pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut cc = client_config(cfg);
-    cc.set("group.id", &cfg.kafka.group_id)
+    cc.set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -144,7 +144,7 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.error.backoff.ms", "50");
-    for (k, v) in &cfg.kafka.consumer {
+    for (k, v) in &cfg.consumer {
         cc.set(k, v);
     }
     cc
@@ -156,13 +156,10 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
 /// now instead of at the first reject. Returns the source identity checkpoints record.
 pub(super) fn check_topics(
     c: &BaseConsumer<Ctx>,
-    cfg: &Config,
+    cfg: &KafkaConfig,
 ) -> Result<SourceIdentity, JobError> {
-    let topics = [
-        cfg.kafka.survey_topic.clone(),
-        cfg.kafka.interaction_topic.clone(),
-    ];
-    let dlq = cfg.kafka.dead_letter_topic.as_str();
+    let topics = [cfg.survey_topic.clone(), cfg.interaction_topic.clone()];
+    let dlq = cfg.dead_letter_topic.as_str();
     let md = connect(c, cfg)?;
     let count = |name: &str| {
         md.topics()
@@ -204,8 +201,8 @@ pub(super) fn check_topics(
     let info = |name: &str| described.iter().find(|t| t.name == name);
     if let Some(d) = info(dlq) {
         if d.writable == Some(false) || d.error.is_some() {
-            return Err(JobError::DeadLetter(format!(
-                "this client may not write to {dlq} ({}); grant WRITE on the topic to the job's principal (kafka.dead_letter_topic)",
+            return Err(JobError::Topics(format!(
+                "dead-letter topic: this client may not write to {dlq} ({}); grant WRITE on the topic to the job's principal (kafka.dead_letter_topic)",
                 d.error.as_deref().unwrap_or("no WRITE among its authorized operations")
             )));
         }
@@ -224,7 +221,10 @@ pub(super) fn check_topics(
 /// Fetches cluster metadata, serving librdkafka's error events in between attempts: an
 /// authentication or TLS failure stops the job at once with librdkafka's reason (wrong
 /// password, unknown CA, expired certificate), anything else after 15 s with the last reason.
-fn connect(c: &BaseConsumer<Ctx>, cfg: &Config) -> Result<rdkafka::metadata::Metadata, JobError> {
+fn connect(
+    c: &BaseConsumer<Ctx>,
+    cfg: &KafkaConfig,
+) -> Result<rdkafka::metadata::Metadata, JobError> {
     let start = std::time::Instant::now();
     loop {
         let res = c.fetch_metadata(None, Duration::from_secs(2));
@@ -248,8 +248,8 @@ fn connect(c: &BaseConsumer<Ctx>, cfg: &Config) -> Result<rdkafka::metadata::Met
                         .as_deref()
                         .filter(|w| w.contains("certificate verify failed"))
                         .and_then(|_| {
-                            let ca = cfg.kafka.client.get("ssl.ca.location").map(String::as_str);
-                            super::diagnose::certificate_problem(&cfg.kafka.brokers, ca)
+                            let ca = cfg.client.get("ssl.ca.location").map(String::as_str);
+                            super::diagnose::certificate_problem(&cfg.brokers, ca)
                         })
                         .map(|p| format!(" ({p})"))
                         .unwrap_or_default();

@@ -8,8 +8,9 @@ pub mod report;
 pub mod rule;
 pub mod world;
 
-use super::{Counts, Detector, Hierarchy, SegmentKey, Settings};
-use crate::generator::Rng;
+use crate::detect::{Counts, Detector, Hierarchy, Params, SegmentKey};
+use crate::rng::Rng;
+use crate::stats::sample::poisson;
 use std::collections::HashMap;
 use world::{
     Attrs, World, AGENT, BUCKET, BUCKETS, CHANNEL, CHANNELS, PRODUCT, REGION, REGIONS, TEAM, TIER,
@@ -26,7 +27,7 @@ pub struct SimConfig {
     pub teams: usize,
     pub agents_per_team: f64,
     pub drops: usize,
-    pub settings: Settings,
+    pub settings: Params,
 }
 
 impl Default for SimConfig {
@@ -38,7 +39,7 @@ impl Default for SimConfig {
             teams: 80,
             agents_per_team: 24.0,
             drops: 400,
-            settings: Settings::default(),
+            settings: Params::default(),
         }
     }
 }
@@ -352,7 +353,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         counts.iter_mut().for_each(|c| *c = Counts::default());
         all.iter_mut().for_each(|c| *c = 0);
         for a in 0..w.agents.len() {
-            let k = world::poisson(&mut r, w.rate(&w.agents[a], hour) * holiday);
+            let k = poisson(&mut r, w.rate(&w.agents[a], hour) * holiday);
             for _ in 0..k {
                 let at = w.attrs(&mut r, a, hour, shift);
                 let mut level = w.level(&at, hour, team_day[at[TEAM] as usize]);
@@ -412,8 +413,8 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         for e in out.alerts {
             if let Some(&s) = label_id.get(&e.segment) {
                 match e.state {
-                    super::AlertState::Firing => pages.push((s, hour)),
-                    super::AlertState::Resolved => resolves.push((s, hour)),
+                    crate::detect::AlertState::Firing => pages.push((s, hour)),
+                    crate::detect::AlertState::Resolved => resolves.push((s, hour)),
                 }
             }
         }

@@ -4,9 +4,9 @@
 //! silent, as agents). Many probes per target give a mean delay tight enough to compare with
 //! the targets; the simulated year shows the same detector under real cycles and mixes.
 
-use crate::detect::sim::world::{draw_counts, mix_for, poisson};
-use crate::detect::{AlertState, Counts, Detector, Hierarchy, SegmentKey, Settings};
+use crate::detect::{AlertState, Counts, Detector, Hierarchy, Params, SegmentKey};
 use crate::generator::Rng;
+use crate::stats::sample::{draw_counts, mix_for, poisson};
 
 pub struct Probe {
     pub per_day: f64,
@@ -24,7 +24,7 @@ const AGENT: usize = 3;
 /// `probes` teams at `per_day` answers, `size` points off from a random hour of day 40 or
 /// 41, among `segments` segments in all.
 pub fn run(
-    set: &Settings,
+    set: &Params,
     per_day: f64,
     size: f64,
     target_h: f64,

@@ -5,7 +5,7 @@
 //! answers. Every other page is false, decoys included.
 
 use super::{InjectedDrop, SimResult};
-use crate::detect::stats::poisson_interval;
+use crate::stats::poisson_interval;
 use std::fmt::Write;
 
 const GRACE_H: i64 = 24;
@@ -301,7 +301,7 @@ fn fmt4(row: &str) -> String {
 }
 
 /// Runs the simulation and prints (and optionally writes) the report.
-pub fn print(cfg: &super::SimConfig, out: Option<&std::path::Path>) -> Result<(), String> {
+pub fn print(cfg: &super::SimConfig, out: Option<&std::path::Path>) -> std::io::Result<()> {
     let r = super::run(cfg);
     let command = format!(
         "cx-pipeline simulate-detector --seed {} --days {} --teams {} --agents-per-team {} --drops {}",
@@ -310,104 +310,109 @@ pub fn print(cfg: &super::SimConfig, out: Option<&std::path::Path>) -> Result<()
     let mut md = markdown(&r, &command);
     md.push_str(&probe_section(&cfg.settings, cfg.seed));
     if std::env::var_os("CXP_SIM_DEBUG").is_some() {
-        for d in &r.drops {
-            eprintln!(
-                "drop {} {:.0}/day size {} hours {} start {} delay {:?}",
-                r.segs[d.seg].label,
-                r.segs[d.seg].per_day,
-                d.size,
-                d.hours,
-                d.start,
-                delay(d, &r.detector_pages)
-            );
-        }
-        let active_at = |seg: usize, h: i64| {
-            let f = r
-                .detector_pages
-                .iter()
-                .filter(|p| p.0 == seg && p.1 <= h)
-                .map(|p| p.1)
-                .max();
-            let res = r
-                .resolves
-                .iter()
-                .filter(|p| p.0 == seg && p.1 <= h)
-                .map(|p| p.1)
-                .max();
-            f.is_some_and(|f| res.is_none_or(|x| x < f)).then_some(f)
-        };
-        for d in r.drops.iter().filter(|d| d.seg < 100) {
-            let ps: Vec<i64> = r
-                .detector_pages
-                .iter()
-                .filter(|p| p.0 == d.seg)
-                .map(|p| p.1)
-                .collect();
-            let rs: Vec<i64> = r
-                .resolves
-                .iter()
-                .filter(|p| p.0 == d.seg)
-                .map(|p| p.1)
-                .collect();
-            eprintln!(
-                "seg {} drop {}..{} size {} pages {ps:?} resolves {rs:?}",
-                r.segs[d.seg].label,
-                d.start,
-                d.start + d.hours,
-                d.size
-            );
-        }
-        for d in r
-            .drops
-            .iter()
-            .filter(|d| delay(d, &r.detector_pages).is_none())
-        {
-            eprintln!(
-                "missed {} active at start: {:?}",
-                r.segs[d.seg].label,
-                active_at(d.seg, d.start)
-            );
-        }
-        let mut durations: Vec<i64> = Vec::new();
-        for &(sg, f) in &r.detector_pages {
-            if let Some(x) = r
-                .resolves
-                .iter()
-                .filter(|p| p.0 == sg && p.1 > f)
-                .map(|p| p.1)
-                .min()
-            {
-                durations.push(x - f);
-            }
-        }
-        durations.sort();
-        eprintln!(
-            "alerts {} resolved {} median duration {:?}",
-            r.detector_pages.len(),
-            durations.len(),
-            durations.get(durations.len() / 2)
-        );
-        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
-        for &(sg, h) in &r.detector_pages {
-            if h >= r.eval_from && !is_true(&r, sg, h) {
-                *by.entry(r.segs[sg].grouping.clone()).or_default() += 1;
-                eprintln!(
-                    "false page {} at {} ({:.0}/day)",
-                    r.segs[sg].label, h, r.segs[sg].per_day
-                );
-            }
-        }
-        eprintln!("false pages by grouping: {by:?}");
+        debug_dump(&r);
     }
     println!("{md}");
     if let Some(p) = out {
-        std::fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(p, &md)?;
     }
     Ok(())
 }
 
+/// Every drop, page and resolve on stderr (`CXP_SIM_DEBUG`), for tuning the harness.
+fn debug_dump(r: &SimResult) {
+    for d in &r.drops {
+        eprintln!(
+            "drop {} {:.0}/day size {} hours {} start {} delay {:?}",
+            r.segs[d.seg].label,
+            r.segs[d.seg].per_day,
+            d.size,
+            d.hours,
+            d.start,
+            delay(d, &r.detector_pages)
+        );
+    }
+    let active_at = |seg: usize, h: i64| {
+        let f = r
+            .detector_pages
+            .iter()
+            .filter(|p| p.0 == seg && p.1 <= h)
+            .map(|p| p.1)
+            .max();
+        let res = r
+            .resolves
+            .iter()
+            .filter(|p| p.0 == seg && p.1 <= h)
+            .map(|p| p.1)
+            .max();
+        f.is_some_and(|f| res.is_none_or(|x| x < f)).then_some(f)
+    };
+    for d in r.drops.iter().filter(|d| d.seg < 100) {
+        let ps: Vec<i64> = r
+            .detector_pages
+            .iter()
+            .filter(|p| p.0 == d.seg)
+            .map(|p| p.1)
+            .collect();
+        let rs: Vec<i64> = r
+            .resolves
+            .iter()
+            .filter(|p| p.0 == d.seg)
+            .map(|p| p.1)
+            .collect();
+        eprintln!(
+            "seg {} drop {}..{} size {} pages {ps:?} resolves {rs:?}",
+            r.segs[d.seg].label,
+            d.start,
+            d.start + d.hours,
+            d.size
+        );
+    }
+    for d in r
+        .drops
+        .iter()
+        .filter(|d| delay(d, &r.detector_pages).is_none())
+    {
+        eprintln!(
+            "missed {} active at start: {:?}",
+            r.segs[d.seg].label,
+            active_at(d.seg, d.start)
+        );
+    }
+    let mut durations: Vec<i64> = Vec::new();
+    for &(sg, f) in &r.detector_pages {
+        if let Some(x) = r
+            .resolves
+            .iter()
+            .filter(|p| p.0 == sg && p.1 > f)
+            .map(|p| p.1)
+            .min()
+        {
+            durations.push(x - f);
+        }
+    }
+    durations.sort();
+    eprintln!(
+        "alerts {} resolved {} median duration {:?}",
+        r.detector_pages.len(),
+        durations.len(),
+        durations.get(durations.len() / 2)
+    );
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for &(sg, h) in &r.detector_pages {
+        if h >= r.eval_from && !is_true(r, sg, h) {
+            *by.entry(r.segs[sg].grouping.clone()).or_default() += 1;
+            eprintln!(
+                "false page {} at {} ({:.0}/day)",
+                r.segs[sg].label, h, r.segs[sg].per_day
+            );
+        }
+    }
+    eprintln!("false pages by grouping: {by:?}");
+}
+
 /// The targets measured on fixed-volume probes (see `probe`).
-pub fn probe_section(set: &crate::detect::Settings, seed: u64) -> String {
+pub fn probe_section(set: &crate::detect::Params, seed: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

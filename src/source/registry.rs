@@ -2,7 +2,7 @@
 //! so the registry sees one request per schema id per process) and registers the generator's
 //! schemas. Plain HTTP with optional basic auth; the password never reaches Debug output.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -27,13 +27,14 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Why a schema could not be fetched, classified once here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetch {
-    /// Credentials or permissions: no retry can help.
-    Denied(String),
-    /// 5xx, timeout, connection: the registry may be back for the next attempt.
-    Unavailable(String),
+pub use crate::codec::Fetch;
+
+/// A schema could not be registered (the generator's and the tests' producers).
+#[derive(Debug, thiserror::Error)]
+#[error("schema registry: registering {subject}: {detail}")]
+pub struct RegisterError {
+    pub subject: String,
+    pub detail: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -64,7 +65,7 @@ impl Registry {
     }
 
     /// Trusts a private CA (PEM file) for an `https://` registry, besides the system's roots.
-    pub fn with_ca_file(mut self, ca_file: &str) -> Result<Self, String> {
+    pub fn with_ca_file(mut self, ca_file: &str) -> Result<Self, crate::tls::TlsError> {
         let conn = crate::tls::https_connector(Some(ca_file), "codec.schema_registry_ca_file")?;
         self.client = Client::builder(TokioExecutor::new()).build(conn);
         Ok(self)
@@ -128,21 +129,26 @@ impl Registry {
     }
 
     /// Registers `schema` under `subject` and returns its id (idempotent in the registry).
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegisterError> {
         let body = serde_json::json!({ "schema": schema }).to_string();
+        let fail = |detail: String| RegisterError {
+            subject: subject.to_string(),
+            detail,
+        };
         let (status, resp) = self
             .call(
                 Method::POST,
                 &format!("/subjects/{subject}/versions"),
                 Some(body),
             )
-            .await?;
+            .await
+            .map_err(fail)?;
         if !status.is_success() {
-            return Err(format!("registry answered {status} registering {subject}"));
+            return Err(fail(format!("registry answered {status}")));
         }
         serde_json::from_slice::<IdResponse>(&resp)
             .map(|r| r.id)
-            .map_err(|e| format!("bad registry answer registering {subject}: {e}"))
+            .map_err(|e| fail(format!("bad registry answer: {e}")))
     }
 }
 
@@ -165,6 +171,19 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The registry as the decoder's schema source: the poll loop runs on a plain thread, so
+/// each (rare, cached) lookup blocks on the runtime.
+pub struct BlockingRegistry {
+    pub registry: Registry,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl crate::codec::SchemaSource for BlockingRegistry {
+    fn fetch(&self, id: u32) -> Result<Option<String>, Fetch> {
+        self.runtime.block_on(self.registry.schema_by_id(id))
+    }
 }
 
 #[cfg(test)]

@@ -1,22 +1,23 @@
 //! Turns a batch of outputs into ClickHouse rows and writes them; shared by the Kafka job
 //! and the embedded demo so both write exactly the same rows.
 
+use super::clickhouse::now_s;
+use super::rows::{InteractionRow, SurveyRow, WindowRow};
+use super::{ClickHouseSink, SinkError};
 use crate::metrics::Metrics;
 use crate::pipeline::partition::Outputs;
-use crate::sink::clickhouse::now_s;
-use crate::sink::rows::{InteractionRow, SurveyRow, WindowRow};
-use crate::sink::{ClickHouseSink, SinkError};
 use crate::window::Grouping;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub struct Flusher {
+/// Writes batches of outputs as rows; no sink (the demo without ClickHouse) writes nothing.
+pub struct RowWriter {
     pub sink: Option<Arc<ClickHouseSink>>,
     pub metrics: Arc<Metrics>,
     pub groupings: Vec<Grouping>,
 }
 
-impl Flusher {
+impl RowWriter {
     /// Writes the batch. Returns once ClickHouse acknowledged. Business counters are the
     /// caller's: the Kafka job adds them when a checkpoint covers the facts. `epochs`: the
     /// writer's ownership epoch per partition (empty for the demo: 0).

@@ -4,6 +4,8 @@
 //!
 //! Scores are +1 (promoter), 0 (passive), -1 (detractor), so NPS is 100 × the mean score.
 
+pub mod sample;
+
 /// Answers of one segment over some hours, by NPS class.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -1,16 +1,15 @@
 //! Where alert events go besides ClickHouse: Alertmanager's v2 API (every active alert is
 //! re-sent each pass with an `endsAt` a few passes ahead, so Alertmanager keeps it until we
 //! stop saying so; resolved alerts are sent once with `endsAt` = the resolving hour), a Kafka
-//! topic keyed by segment, and the detector's gauges.
+//! topic keyed by segment.
 
-use crate::detect::alert::{AlertEvent, AlertState};
+use crate::detect::alert::AlertEvent;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_tls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde_json::json;
 use std::time::Duration;
 
@@ -70,7 +69,7 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str) -> Result<Self, crate::tls::TlsError> {
         let conn = crate::tls::https_connector(None, "detector.alertmanager_url")?;
         let base = url.trim_end_matches('/').to_string();
         let shown = match (base.find("://"), base.find('@')) {
@@ -130,15 +129,13 @@ impl AlertTopic {
         client: std::collections::BTreeMap<String, String>,
         brokers: &str,
         topic: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, rdkafka::error::KafkaError> {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", brokers);
         for (k, v) in client {
             c.set(k, v);
         }
-        let producer = c
-            .create()
-            .map_err(|e| format!("alert topic producer: {e}"))?;
+        let producer = c.create()?;
         Ok(AlertTopic {
             producer,
             topic: topic.to_string(),
@@ -156,81 +153,6 @@ impl AlertTopic {
             .await
             .map(|_| ())
             .map_err(|(err, _)| format!("topic {}: {err}", self.topic))
-    }
-}
-
-/// The detector's own series: low-cardinality (per grouping, per delivery target).
-pub struct Gauges {
-    pub firing: IntGaugeVec,
-    pub watched: IntGaugeVec,
-    pub last_evaluation: IntGauge,
-    pub evaluated_hour: IntGauge,
-    pub events: IntCounterVec,
-    pub delivery_failures: IntCounterVec,
-}
-
-impl Gauges {
-    /// Names are constants: registration can only fail on a programming error.
-    pub fn new(r: &Registry) -> Self {
-        let gv = |name: &str, help: &str, l: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), l)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            r.register(Box::new(g.clone()))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            g
-        };
-        let g = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
-            r.register(Box::new(g.clone()))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            g
-        };
-        let cv = |name: &str, help: &str, l: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), l)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            r.register(Box::new(c.clone()))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            c
-        };
-        Gauges {
-            firing: gv(
-                "cx_nps_alerts_firing",
-                "NPS-drop alerts active, by grouping",
-                &["grouping"],
-            ),
-            watched: gv(
-                "cx_nps_detector_segments",
-                "Segments with a baseline, by grouping",
-                &["grouping"],
-            ),
-            last_evaluation: g(
-                "cx_nps_detector_last_evaluation_timestamp_seconds",
-                "Wall-clock time of the detector's last completed pass",
-            ),
-            evaluated_hour: g(
-                "cx_nps_detector_evaluated_hour_timestamp_seconds",
-                "End of the last hour the detector evaluated (data time)",
-            ),
-            events: cv(
-                "cx_nps_alert_events_total",
-                "Alert events delivered, by state",
-                &["state"],
-            ),
-            delivery_failures: cv(
-                "cx_nps_alert_delivery_failures_total",
-                "Failed deliveries by target (alertmanager, kafka, clickhouse); retried next pass",
-                &["target"],
-            ),
-        }
-    }
-
-    pub fn count(&self, e: &AlertEvent) {
-        self.events
-            .with_label_values(&[match e.state {
-                AlertState::Firing => "firing",
-                AlertState::Resolved => "resolved",
-            }])
-            .inc();
     }
 }
 

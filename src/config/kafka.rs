@@ -1,0 +1,158 @@
+//! The `[kafka]` and `[codec]` sections: where the job reads and how payloads are framed.
+
+use crate::codec::WireFormat;
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub survey_topic: String,
+    pub interaction_topic: String,
+    pub dead_letter_topic: String,
+    /// Largest payload a dead letter carries; a bigger one is cut to this size (headers say
+    /// so), so a message the producer or broker would refuse never stops the job. Keep the
+    /// dead-letter topic's `max.message.bytes` above it.
+    pub dead_letter_max_bytes: usize,
+    /// Passed to librdkafka as is (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    pub client: BTreeMap<String, String>,
+    /// Consumer-only librdkafka settings (session.timeout.ms, fetch.max.bytes, ...).
+    pub consumer: BTreeMap<String, String>,
+    /// Merged into `client` as sasl.password; prefer the CXP_KAFKA_SASL_PASSWORD variable.
+    pub sasl_password: Option<Secret>,
+    /// Name the partition checkpoints are stored under; defaults to `group_id`. Set it to
+    /// the old group's name when moving a deployment to a new consumer group, so the new
+    /// group resumes from the old state instead of starting empty.
+    pub state_id: Option<String>,
+    /// Removed: a quiet stream no longer moves its pair's clock (README, Semantics). Kept
+    /// only to name it in the error an old config gets.
+    pub idle_timeout: Option<String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "cx-pipeline".into(),
+            survey_topic: "survey-responses".into(),
+            interaction_topic: "support-interactions".into(),
+            dead_letter_topic: "cx-dead-letter".into(),
+            dead_letter_max_bytes: 900_000,
+            client: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            sasl_password: None,
+            state_id: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub(super) fn validate(&self, errs: &mut Vec<String>) {
+        let k = self;
+        for (key, v) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.survey_topic", &k.survey_topic),
+            ("kafka.interaction_topic", &k.interaction_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if v.trim().is_empty() {
+                errs.push(format!("{key} must not be empty"));
+            }
+        }
+        if !(1024..=100_000_000).contains(&k.dead_letter_max_bytes) {
+            errs.push("kafka.dead_letter_max_bytes must be between 1024 and 100000000".into());
+        }
+        if k.survey_topic == k.interaction_topic {
+            errs.push("kafka.interaction_topic must differ from kafka.survey_topic".into());
+        }
+        for (section, map) in [("client", &k.client), ("consumer", &k.consumer)] {
+            if let Some(v) = map.get("partition.assignment.strategy") {
+                if v.trim() != "range" {
+                    errs.push(format!(
+                        "kafka.{section}.\"partition.assignment.strategy\" = {v:?}: only \"range\" \
+                         keeps partition p of both topics on one instance, which the join needs"
+                    ));
+                }
+            }
+        }
+        for key in [
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+        ] {
+            for (section, map) in [("client", &k.client), ("consumer", &k.consumer)] {
+                if map.contains_key(key) {
+                    errs.push(format!(
+                        "kafka.{section}.\"{key}\" is managed by the pipeline; drop it"
+                    ));
+                }
+            }
+        }
+        if k.idle_timeout.is_some() {
+            errs.push(
+                "kafka.idle_timeout was removed: a quiet stream no longer moves its pair's clock \
+                 (results must not depend on wall-clock pauses); delete the key"
+                    .into(),
+            );
+        }
+    }
+
+    /// Key of this deployment's checkpoints.
+    pub fn state_id(&self) -> &str {
+        self.state_id.as_deref().unwrap_or(&self.group_id)
+    }
+
+    /// librdkafka settings: the pass-through map plus the SASL password, if any.
+    pub fn client_settings(&self) -> BTreeMap<String, String> {
+        let mut m = self.client.clone();
+        if let Some(p) = &self.sasl_password {
+            m.insert("sasl.password".into(), p.expose().to_string());
+        }
+        m
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodecConfig {
+    pub format: WireFormat,
+    pub schema_registry_url: Option<String>,
+    pub schema_registry_user: Option<String>,
+    pub schema_registry_password: Option<Secret>,
+    /// A private CA (PEM) for an `https://` registry URL, besides the system's roots.
+    pub schema_registry_ca_file: Option<String>,
+    /// Directory with the reader schemas; the embedded copies when unset.
+    pub schemas_dir: Option<PathBuf>,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        CodecConfig {
+            format: WireFormat::Confluent,
+            schema_registry_url: Some("http://127.0.0.1:8081".into()),
+            schema_registry_user: None,
+            schema_registry_password: None,
+            schema_registry_ca_file: None,
+            schemas_dir: None,
+        }
+    }
+}
+
+impl CodecConfig {
+    pub(super) fn validate(&self, errs: &mut Vec<String>) {
+        if self.format == WireFormat::Confluent
+            && self.schema_registry_url.as_deref().unwrap_or("").is_empty()
+        {
+            errs.push(
+                "codec.schema_registry_url is required when codec.format = \"confluent\"".into(),
+            );
+        }
+    }
+}

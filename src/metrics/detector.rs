@@ -1,0 +1,76 @@
+//! The detector service's own registry: its series and the ClickHouse sink's, and none of
+//! the pipeline's (a detector's /metrics must not show pipeline series at zero).
+
+use super::{counter, gauge, single_gauge, Exposition, SinkMetrics};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+/// Low-cardinality: per grouping, per state, per delivery target.
+pub struct DetectorMetrics {
+    registry: Registry,
+    pub sink: SinkMetrics,
+    pub firing: IntGaugeVec,
+    pub watched: IntGaugeVec,
+    pub last_evaluation: IntGauge,
+    pub evaluated_hour: IntGauge,
+    pub events: IntCounterVec,
+    pub delivery_failures: IntCounterVec,
+}
+
+impl Default for DetectorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DetectorMetrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        DetectorMetrics {
+            sink: SinkMetrics::new(&r),
+            firing: gauge(
+                &r,
+                "cx_nps_alerts_firing",
+                "NPS-drop alerts active, by grouping",
+                &["grouping"],
+            ),
+            watched: gauge(
+                &r,
+                "cx_nps_detector_segments",
+                "Segments with a baseline, by grouping",
+                &["grouping"],
+            ),
+            last_evaluation: single_gauge(
+                &r,
+                "cx_nps_detector_last_evaluation_timestamp_seconds",
+                "Wall-clock time of the detector's last completed pass",
+            ),
+            evaluated_hour: single_gauge(
+                &r,
+                "cx_nps_detector_evaluated_hour_timestamp_seconds",
+                "End of the last hour the detector evaluated (data time)",
+            ),
+            events: counter(
+                &r,
+                "cx_nps_alert_events_total",
+                "Alert events delivered, by state",
+                &["state"],
+            ),
+            delivery_failures: counter(
+                &r,
+                "cx_nps_alert_delivery_failures_total",
+                "Failed deliveries by target (alertmanager, kafka, clickhouse); retried next pass",
+                &["target"],
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl Exposition for DetectorMetrics {
+    fn render(&self) -> String {
+        super::server::render(&self.registry)
+    }
+    fn degraded(&self) -> Option<&'static str> {
+        self.sink.degraded()
+    }
+}
