@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing (scripts/install-deps.sh), starts Apache
 # Kafka, the schema registry and ClickHouse on loopback (scripts/services.sh), runs every
 # test (unit, property, integration, the crash and rebalance battery), stops the services.
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test crash`).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh crash` runs the tests whose name
+# contains "crash"; the integration suite is one binary, `--test it`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/cxp/target}

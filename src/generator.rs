@@ -186,136 +186,140 @@ const COMMENTS: [&str; 6] = [
     "quick and friendly",
 ];
 
-/// Generates `cfg.count` messages sorted by arrival time.
-pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
-    let mut r = Rng::new(cfg.seed);
-    let mut out: Vec<GenEvent> = Vec::with_capacity(cfg.count + 8);
-    let mut t = cfg.start_ms;
-    let mut ticket_no = 0u64;
-    let mut seq = 0u64;
-    let lag = |r: &mut Rng, late_share: f64, ingest: bool| -> i64 {
-        if r.chance(late_share) {
-            r.range(3_600_000, 3 * 3_600_000)
-        } else if ingest && r.chance(0.03) {
-            r.range(60_000, 240_000) // ingestion lag, within allowed lateness
-        } else {
-            r.range(0, 20_000) // ordinary out-of-orderness
-        }
-    };
-    while out.len() < cfg.count {
-        t += r.range(cfg.ticket_gap_ms / 2, cfg.ticket_gap_ms * 3 / 2);
-        ticket_no += 1;
-        let customer = format!("c{:06}", r.below(cfg.customers));
-        let cust_rng = &mut Rng::new(cfg.seed ^ customer.len() as u64 ^ hash(&customer));
-        let region = *cust_rng.pick(&REGIONS);
-        let tier = *cust_rng.pick(&TIERS);
-        let product = *cust_rng.pick(&PRODUCTS);
-        let ticket = format!("t{ticket_no:07}");
-        let pre = r.chance(0.35);
-        let (bucket, category) = if pre {
-            ("PRE_SALES", *r.pick(&PRE))
-        } else {
-            ("POST_SALES", *r.pick(&POST))
-        };
-        let contacts = 1 + r.below(3) as usize;
-        let mut end = t;
-        let mut handle_total = 0i64;
-        let mut resolved = false;
-        let mut last_team = "";
-        for c in 0..contacts {
-            let (team, slow) = *r.pick(&TEAMS);
-            last_team = team;
-            let agent = format!("{team}-a{:02}", r.below(8));
-            let channel = *r.pick(&CHANNELS);
-            let talk = (r.range(120_000, 600_000) as f64 * slow) as i64;
-            let hold = if r.chance(0.4) {
-                r.range(10_000, 180_000)
-            } else {
-                0
-            };
-            let wrap = r.range(20_000, 120_000);
-            let started = end + r.range(60_000, 3_600_000);
-            end = started + talk + hold + wrap;
-            handle_total += talk + hold + wrap;
-            resolved = c + 1 == contacts && r.chance(0.85);
-            seq += 1;
-            let i = Interaction {
-                interaction_id: format!("i{seq:08}"),
-                ticket_id: ticket.clone(),
-                customer_id: customer.clone(),
-                agent_id: agent,
-                team: team.into(),
-                channel: channel.into(),
-                bucket: bucket.into(),
-                category: category.into(),
-                product: Some(product.into()),
-                started_at_ms: started,
-                ended_at_ms: end,
-                talk_ms: talk,
-                hold_ms: hold,
-                wrap_ms: wrap,
-                resolved,
-            };
-            let arrival = end + lag(&mut r, cfg.late_share, true);
-            out.push(GenEvent {
-                stream: Stream::Interaction,
-                key: customer.clone(),
-                event: Event::Interaction(i),
-                malformed: None,
-                arrival_ms: arrival,
-            });
-        }
-        let ticket_survey = r.chance(0.6);
-        let relationship = r.chance(0.08);
-        for with_ticket in [true, false] {
-            if (with_ticket && !ticket_survey) || (!with_ticket && !relationship) {
-                continue;
-            }
-            // Faster, resolved tickets make promoters; long, unresolved ones detractors.
-            let minutes = handle_total as f64 / 60_000.0;
-            let base = 9.5 - minutes / 9.0 - if resolved { 0.0 } else { 3.0 } + r.f64() * 3.0 - 1.5;
-            let mut nps = base.round().clamp(0.0, 10.0) as u8;
-            seq += 1;
-            let submitted = if with_ticket {
-                end + r.range(120_000, 3 * 3_600_000)
-            } else {
-                t + r.range(0, 3_600_000)
-            };
-            if let Some(d) = &cfg.drop {
-                if with_ticket
-                    && last_team == d.team
-                    && (d.from_ms..d.to_ms).contains(&submitted)
-                    && r.chance(d.share)
-                {
-                    nps = r.below(u64::from(crate::model::DETRACTOR_MAX) + 1) as u8;
-                }
-            }
-            let csat = ((f64::from(nps) / 2.2).round() as u8).clamp(1, 5);
-            let s = Survey {
-                response_id: format!("r{seq:08}"),
-                customer_id: customer.clone(),
-                ticket_id: with_ticket.then(|| ticket.clone()),
-                submitted_at_ms: submitted,
-                survey_channel: (*r.pick(&SURVEY_CH)).into(),
-                nps_score: r.chance(0.95).then_some(nps),
-                csat_score: r.chance(0.7).then_some(csat),
-                comment: r.chance(0.3).then(|| (*r.pick(&COMMENTS)).into()),
-                region: Some(region.into()),
-                product: Some(product.into()),
-                customer_tier: Some(tier.into()),
-            };
-            let arrival = submitted + lag(&mut r, cfg.late_share, false);
-            out.push(GenEvent {
-                stream: Stream::Survey,
-                key: customer.clone(),
-                event: Event::Survey(s),
-                malformed: None,
-                arrival_ms: arrival,
-            });
-        }
+/// An arrival lag: mostly ordinary out-of-orderness, some ingestion lag, `late_share` late.
+fn lag(r: &mut Rng, late_share: f64, ingest: bool) -> i64 {
+    if r.chance(late_share) {
+        r.range(3_600_000, 3 * 3_600_000)
+    } else if ingest && r.chance(0.03) {
+        r.range(60_000, 240_000) // ingestion lag, within allowed lateness
+    } else {
+        r.range(0, 20_000) // ordinary out-of-orderness
     }
-    out.truncate(cfg.count);
-    out.sort_by_key(|g| g.arrival_ms);
+}
+
+/// One ticket as its contacts leave it, for the surveys that rate it.
+struct Ticket {
+    id: String,
+    customer: String,
+    region: &'static str,
+    tier: &'static str,
+    product: &'static str,
+    /// When the ticket was opened and when its last contact ended.
+    opened: i64,
+    end: i64,
+    handle_total: i64,
+    resolved: bool,
+    last_team: &'static str,
+}
+
+/// The ticket's 1-3 contacts, pushed to `out`.
+fn contacts(r: &mut Rng, cfg: &GenConfig, t: &mut Ticket, seq: &mut u64, out: &mut Vec<GenEvent>) {
+    let pre = r.chance(0.35);
+    let (bucket, category) = if pre {
+        ("PRE_SALES", *r.pick(&PRE))
+    } else {
+        ("POST_SALES", *r.pick(&POST))
+    };
+    let n = 1 + r.below(3) as usize;
+    for c in 0..n {
+        let (team, slow) = *r.pick(&TEAMS);
+        t.last_team = team;
+        let agent = format!("{team}-a{:02}", r.below(8));
+        let channel = *r.pick(&CHANNELS);
+        let talk = (r.range(120_000, 600_000) as f64 * slow) as i64;
+        let hold = if r.chance(0.4) {
+            r.range(10_000, 180_000)
+        } else {
+            0
+        };
+        let wrap = r.range(20_000, 120_000);
+        let started = t.end + r.range(60_000, 3_600_000);
+        t.end = started + talk + hold + wrap;
+        t.handle_total += talk + hold + wrap;
+        t.resolved = c + 1 == n && r.chance(0.85);
+        *seq += 1;
+        let i = Interaction {
+            interaction_id: format!("i{seq:08}"),
+            ticket_id: t.id.clone(),
+            customer_id: t.customer.clone(),
+            agent_id: agent,
+            team: team.into(),
+            channel: channel.into(),
+            bucket: bucket.into(),
+            category: category.into(),
+            product: Some(t.product.into()),
+            started_at_ms: started,
+            ended_at_ms: t.end,
+            talk_ms: talk,
+            hold_ms: hold,
+            wrap_ms: wrap,
+            resolved: t.resolved,
+        };
+        let arrival = t.end + lag(r, cfg.late_share, true);
+        out.push(GenEvent {
+            stream: Stream::Interaction,
+            key: t.customer.clone(),
+            event: Event::Interaction(i),
+            malformed: None,
+            arrival_ms: arrival,
+        });
+    }
+}
+
+/// The ticket's survey (60 %) and a relationship survey without a ticket (8 %).
+fn surveys(r: &mut Rng, cfg: &GenConfig, t: &Ticket, seq: &mut u64, out: &mut Vec<GenEvent>) {
+    let ticket_survey = r.chance(0.6);
+    let relationship = r.chance(0.08);
+    for with_ticket in [true, false] {
+        if (with_ticket && !ticket_survey) || (!with_ticket && !relationship) {
+            continue;
+        }
+        // Faster, resolved tickets make promoters; long, unresolved ones detractors.
+        let minutes = t.handle_total as f64 / 60_000.0;
+        let base = 9.5 - minutes / 9.0 - if t.resolved { 0.0 } else { 3.0 } + r.f64() * 3.0 - 1.5;
+        let mut nps = base.round().clamp(0.0, 10.0) as u8;
+        *seq += 1;
+        let submitted = if with_ticket {
+            t.end + r.range(120_000, 3 * 3_600_000)
+        } else {
+            t.opened + r.range(0, 3_600_000)
+        };
+        if let Some(d) = &cfg.drop {
+            if with_ticket
+                && t.last_team == d.team
+                && (d.from_ms..d.to_ms).contains(&submitted)
+                && r.chance(d.share)
+            {
+                nps = r.below(u64::from(crate::model::DETRACTOR_MAX) + 1) as u8;
+            }
+        }
+        let csat = ((f64::from(nps) / 2.2).round() as u8).clamp(1, 5);
+        let s = Survey {
+            response_id: format!("r{seq:08}"),
+            customer_id: t.customer.clone(),
+            ticket_id: with_ticket.then(|| t.id.clone()),
+            submitted_at_ms: submitted,
+            survey_channel: (*r.pick(&SURVEY_CH)).into(),
+            nps_score: r.chance(0.95).then_some(nps),
+            csat_score: r.chance(0.7).then_some(csat),
+            comment: r.chance(0.3).then(|| (*r.pick(&COMMENTS)).into()),
+            region: Some(t.region.into()),
+            product: Some(t.product.into()),
+            customer_tier: Some(t.tier.into()),
+        };
+        let arrival = submitted + lag(r, cfg.late_share, false);
+        out.push(GenEvent {
+            stream: Stream::Survey,
+            key: t.customer.clone(),
+            event: Event::Survey(s),
+            malformed: None,
+            arrival_ms: arrival,
+        });
+    }
+}
+
+/// Marks `malformed_share` of the messages with a kind of corruption their stream can have.
+fn corrupt(r: &mut Rng, cfg: &GenConfig, format: WireFormat, out: &mut [GenEvent]) {
     let kinds_survey = [
         Malformed::BadMagic,
         Malformed::Truncated,
@@ -331,7 +335,7 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
         Malformed::NegativeDuration,
         Malformed::UnknownSchemaId,
     ];
-    for g in &mut out {
+    for g in out {
         if r.chance(cfg.malformed_share) {
             let kinds: &[Malformed] = if g.stream == Stream::Survey {
                 &kinds_survey
@@ -352,6 +356,41 @@ pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
             g.malformed = Some(k);
         }
     }
+}
+
+/// Generates `cfg.count` messages sorted by arrival time.
+pub fn generate(cfg: &GenConfig, format: WireFormat) -> Vec<GenEvent> {
+    let mut r = Rng::new(cfg.seed);
+    let mut out: Vec<GenEvent> = Vec::with_capacity(cfg.count + 8);
+    let mut t = cfg.start_ms;
+    let mut ticket_no = 0u64;
+    let mut seq = 0u64;
+    while out.len() < cfg.count {
+        t += r.range(cfg.ticket_gap_ms / 2, cfg.ticket_gap_ms * 3 / 2);
+        ticket_no += 1;
+        let customer = format!("c{:06}", r.below(cfg.customers));
+        let cust_rng = &mut Rng::new(cfg.seed ^ customer.len() as u64 ^ hash(&customer));
+        let region = *cust_rng.pick(&REGIONS);
+        let tier = *cust_rng.pick(&TIERS);
+        let product = *cust_rng.pick(&PRODUCTS);
+        let mut ticket = Ticket {
+            region,
+            tier,
+            product,
+            customer,
+            id: format!("t{ticket_no:07}"),
+            opened: t,
+            end: t,
+            handle_total: 0,
+            resolved: false,
+            last_team: "",
+        };
+        contacts(&mut r, cfg, &mut ticket, &mut seq, &mut out);
+        surveys(&mut r, cfg, &ticket, &mut seq, &mut out);
+    }
+    out.truncate(cfg.count);
+    out.sort_by_key(|g| g.arrival_ms);
+    corrupt(&mut r, cfg, format, &mut out);
     out
 }
 

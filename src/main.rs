@@ -126,7 +126,24 @@ fn main() -> ExitCode {
         seed: 42,
         partitions: 4,
     });
-    let result: Result<(), AppError> = match command {
+    let result = dispatch(command, validated, &rt, stop);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command to its end.
+fn dispatch(
+    command: Cmd,
+    validated: cx_pipeline::config::Validated,
+    rt: &tokio::runtime::Runtime,
+    stop: cx_pipeline::shutdown::Shutdown,
+) -> Result<(), AppError> {
+    match command {
         Cmd::Validate => {
             println!("configuration is valid");
             Ok(())
@@ -146,7 +163,7 @@ fn main() -> ExitCode {
             };
             rt.block_on(app::demo::run(validated, opts, stop))
         }
-        Cmd::Run { until_end } => app::run::run(&rt, validated, until_end, &stop),
+        Cmd::Run { until_end } => app::run::run(rt, validated, until_end, &stop),
         Cmd::Detect { once } => rt
             .block_on(app::detect::run(validated, once, stop))
             .map_err(AppError::from),
@@ -190,12 +207,5 @@ fn main() -> ExitCode {
                 start_ms,
             },
         )),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
     }
 }

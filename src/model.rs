@@ -150,6 +150,15 @@ pub const DIMENSIONS: [&str; 7] = [
     "region", "channel", "team", "agent", "product", "tier", "bucket",
 ];
 
+/// A dimension or grouping name that is not one of [`DIMENSIONS`] (a config error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownDimension {
+    #[error("unknown dimension {0:?} (known: {known})", known = DIMENSIONS.join(", "))]
+    Dimension(String),
+    #[error("unknown grouping {0:?}")]
+    Grouping(String),
+}
+
 /// Value used for a dimension an event does not carry (e.g. region on a contact).
 pub const UNKNOWN: &str = "unknown";
 /// Value of agent/team/channel/bucket for a survey the join could not attribute.

@@ -7,7 +7,7 @@
 //! Otherwise it is the segment of the largest configured grouping whose dimensions are a
 //! strict subset of this one's (the first listed on a tie), with the same values; the overall segment has none.
 
-use crate::model::DIMENSIONS;
+use crate::model::{UnknownDimension, DIMENSIONS};
 use std::collections::HashMap;
 
 const N: usize = DIMENSIONS.len();
@@ -102,21 +102,24 @@ pub struct Hierarchy {
 }
 
 impl Hierarchy {
-    pub fn new(groupings: &[String], nestings: &[(String, String)]) -> Result<Self, String> {
+    pub fn new(
+        groupings: &[String],
+        nestings: &[(String, String)],
+    ) -> Result<Self, UnknownDimension> {
         let mut masks = Vec::new();
         for g in groupings {
-            masks.push(grouping_mask(g).ok_or_else(|| format!("unknown grouping {g:?}"))?);
+            masks.push(grouping_mask(g).ok_or_else(|| UnknownDimension::Grouping(g.clone()))?);
         }
         let idx = |d: &str| {
             DIMENSIONS
                 .iter()
                 .position(|x| *x == d)
-                .ok_or_else(|| format!("unknown dimension {d:?}"))
+                .ok_or_else(|| UnknownDimension::Dimension(d.to_string()))
         };
         let nestings = nestings
             .iter()
             .map(|(c, p)| Ok((idx(c)?, idx(p)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, UnknownDimension>>()?;
         Ok(Hierarchy {
             masks,
             nestings,

@@ -13,7 +13,7 @@
 pub mod aggregate;
 pub mod segments;
 
-use crate::model::{DimValues, DIMENSIONS};
+use crate::model::{DimValues, UnknownDimension, DIMENSIONS};
 use aggregate::Partial;
 use rustc_hash::FxHashMap;
 use segments::Segments;
@@ -30,12 +30,13 @@ pub struct Grouping {
 
 impl Grouping {
     /// Builds a grouping from dimension names; unknown names are a config error.
-    pub fn new(dims: &[String]) -> Result<Self, String> {
+    pub fn new(dims: &[String]) -> Result<Self, UnknownDimension> {
         let mut mask = 0u8;
         for d in dims {
-            let i = DIMENSIONS.iter().position(|x| x == d).ok_or_else(|| {
-                format!("unknown dimension {d:?} (known: {})", DIMENSIONS.join(", "))
-            })?;
+            let i = DIMENSIONS
+                .iter()
+                .position(|x| x == d)
+                .ok_or_else(|| UnknownDimension::Dimension(d.clone()))?;
             mask |= 1 << i;
         }
         let name = DIMENSIONS

@@ -120,7 +120,8 @@ impl Pass<'_> {
             .iter()
             .map(|g| g.name.clone())
             .collect();
-        let mut hier = Hierarchy::new(&groupings, &ds.nesting).map_err(ServiceError::Setting)?;
+        let mut hier = Hierarchy::new(&groupings, &ds.nesting)
+            .map_err(|e| ServiceError::Setting(format!("detector.nesting: {e}")))?;
         for (child, container) in &ds.nesting {
             for (c, p) in store.containers(child, container, from).await? {
                 hier.set_container(child, &c, &p);

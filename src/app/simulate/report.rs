@@ -111,14 +111,24 @@ fn row(drops: &[&InjectedDrop], pages: &[(usize, i64)]) -> String {
 
 pub fn markdown(r: &SimResult, command: &str) -> String {
     let mut s = String::new();
-    let det = score(r, &r.detector_pages);
-    let rule = score(r, &r.rule_pages);
-    let cfg = &r.config;
     let _ = writeln!(
         s,
         "Reproduce: `{command}` (seed {}, {:.0} s on this machine).\n",
-        cfg.seed, r.elapsed_s
+        r.config.seed, r.elapsed_s
     );
+    world_and_pages(&mut s, r);
+    recall_and_delay(&mut s, r);
+    targets(&mut s, r);
+    decoys(&mut s, r);
+    digest(&mut s, r);
+    s
+}
+
+/// What was simulated, and pages of both against the ground truth.
+fn world_and_pages(s: &mut String, r: &SimResult) {
+    let det = score(r, &r.detector_pages);
+    let rule = score(r, &r.rule_pages);
+    let cfg = &r.config;
     let vols: Vec<f64> = r.segs.iter().map(|m| m.per_day).collect();
     let by = |g: &str| r.segs.iter().filter(|m| m.grouping == g).count();
     let _ = writeln!(
@@ -161,6 +171,10 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
         100.0 * det.fdr,
         100.0 * rule.fdr
     );
+}
+
+/// Recall and delay over all drops, then by volume and size.
+fn recall_and_delay(s: &mut String, r: &SimResult) {
     let all: Vec<&InjectedDrop> = r.drops.iter().collect();
     let _ = writeln!(s, "\n### Recall and delay, all {} drops\n", all.len());
     let _ = writeln!(s, "| who | ≤1 h | ≤6 h | ≤24 h | ≤72 h | detected | mean delay h | p90 h |\n|---|---|---|---|---|---|---|---|");
@@ -194,6 +208,10 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
             );
         }
     }
+}
+
+/// The sustained drops the detector's targets speak of.
+fn targets(s: &mut String, r: &SimResult) {
     let _ = writeln!(s, "\n### Against the issue's targets (sustained drops: 72 h or longer, volume within ×2 of the target's)\n");
     let _ = writeln!(s, "| target | drops | detector mean / p90 h | detector mean, h at average volume | recall ≤72 h | rule mean / p90 h | rule recall ≤72 h |\n|---|---|---|---|---|---|---|");
     for (vol, size, target) in [
@@ -240,6 +258,9 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
         let (rm, _, rrc) = cell(&r.rule_pages);
         let _ = writeln!(s, "| {size:.0} points at {vol:.0}/day within ~{target} h | {} | {dm} | {dflat} | {drc} | {rm} | {rrc} |", ds.len());
     }
+}
+
+fn decoys(s: &mut String, r: &SimResult) {
     let _ = writeln!(s, "\n### Decoys (must not page)\n\n| decoy | start | detector false pages | rule false pages |\n|---|---|---|---|");
     for d in &r.decoys {
         let count = |pages: &[(usize, i64)]| {
@@ -259,6 +280,10 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
             count(&r.rule_pages)
         );
     }
+}
+
+fn digest(s: &mut String, r: &SimResult) {
+    let cfg = &r.config;
     let dg: Vec<&(usize, i64, u32)> = r.digest.iter().filter(|x| x.1 >= r.eval_from).collect();
     let dfalse = dg
         .iter()
@@ -281,7 +306,6 @@ pub fn markdown(r: &SimResult, command: &str) -> String {
         dfalse,
         if dg.is_empty() { 0.0 } else { 100.0 * dfalse as f64 / dg.len() as f64 }
     );
-    s
 }
 
 fn fmt4(row: &str) -> String {

@@ -3,16 +3,14 @@
 //! pipeline binary, and every window row read back with FINAL, every survey and contact fact
 //! and every dead letter must equal the independent oracle exactly.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, setup, Opts};
-use common::Partitioner;
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, setup, Opts};
+use crate::common::Partitioner;
 
 async fn bounded_run(name: &str, partitioner: Partitioner, seed: u64) {
     let s = setup(name, Opts::default()).await;
     let evs = events(50_000, seed);
-    let landed = common::produce_with(
+    let landed = crate::common::produce_with(
         &s.brokers,
         (&s.topics.0, &s.topics.1),
         &evs,

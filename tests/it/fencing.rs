@@ -4,19 +4,17 @@
 //! Each ends with a bounded run and the exact comparison with the independent oracle; the
 //! zombie test also checks the business counters of both instances add up exactly.
 
-mod common;
-
-use common::check::{check, expected_for};
-use common::harness::{all_visible, assignments, events, setup, signal, wait_exit, Opts};
+use crate::common::check::{check, expected_for};
+use crate::common::harness::{all_visible, assignments, events, setup, signal, wait_exit, Opts};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 async fn counts(addr: &str) -> (u64, u64) {
-    let text = common::http_get(addr, "/metrics").await;
+    let text = crate::common::http_get(addr, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{addr}: {text:.200}");
     (
-        common::metric_sum(&text, "cx_contacts_total"),
-        common::metric_sum(&text, "cx_survey_responses_total"),
+        crate::common::metric_sum(&text, "cx_contacts_total"),
+        crate::common::metric_sum(&text, "cx_survey_responses_total"),
     )
 }
 
@@ -30,7 +28,10 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zombie_woken_after_a_takeover_changes_nothing() {
-    let (addr_a, addr_b) = (common::free_local_addr(), common::free_local_addr());
+    let (addr_a, addr_b) = (
+        crate::common::free_local_addr(),
+        crate::common::free_local_addr(),
+    );
     let s = setup(
         "zombie",
         Opts {
@@ -140,7 +141,7 @@ async fn a_rebalance_storm_changes_nothing() {
     let seed = std::env::var("CXP_STORM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| common::harness::now_ms() as u64 | 1);
+        .unwrap_or_else(|| crate::common::harness::now_ms() as u64 | 1);
     eprintln!("storm seed {seed} (CXP_STORM_SEED replays it)");
     let mut rng = Rng(seed);
     let evs = events(60_000, 29);

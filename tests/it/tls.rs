@@ -5,10 +5,8 @@
 //! expired broker certificate each stop the job at startup with a message naming the problem
 //! and no secret; mutual TLS works with a client certificate and fails without one.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, services_script, setup, wait_exit, Opts, Setup};
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, services_script, setup, wait_exit, Opts, Setup};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -30,8 +28,8 @@ impl Drop for TlsBroker {
 }
 
 fn certs_and_broker() -> (PathBuf, TlsBroker) {
-    let services = common::env("CXP_SERVICES_DIR");
-    let certs = Path::new(&services).join(common::unique("certs"));
+    let services = crate::common::env("CXP_SERVICES_DIR");
+    let certs = Path::new(&services).join(crate::common::unique("certs"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-certs.sh");
     let ok = Command::new(script)
         .arg(&certs)
@@ -39,7 +37,7 @@ fn certs_and_broker() -> (PathBuf, TlsBroker) {
         .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "certificates made");
     let broker = TlsBroker {
-        dir: Path::new(&services).join(common::unique("tlsbroker")),
+        dir: Path::new(&services).join(crate::common::unique("tlsbroker")),
     };
     let ok = Command::new(services_script())
         .args([
@@ -105,7 +103,7 @@ fn total_messages(brokers: &str, s: &Setup) -> i64 {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut n = 0;
     for t in [&s.topics.0, &s.topics.1] {
-        for p in 0..common::harness::PARTITIONS {
+        for p in 0..crate::common::harness::PARTITIONS {
             let (lo, hi) = rdkafka::consumer::Consumer::fetch_watermarks(
                 &consumer,
                 t,
@@ -268,16 +266,16 @@ async fn the_job_runs_exactly_over_sasl_ssl_and_refuses_bad_credentials_and_cert
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_and_the_registry_over_https_with_a_private_ca() {
     let s = setup("https", Opts::default()).await;
-    let ca = common::env("CXP_TEST_CA");
+    let ca = crate::common::env("CXP_TEST_CA");
     let (ch_https, reg_https) = (
-        common::env("CXP_CLICKHOUSE_HTTPS_URL"),
-        common::env("CXP_SCHEMA_REGISTRY_HTTPS_URL"),
+        crate::common::env("CXP_CLICKHOUSE_HTTPS_URL"),
+        crate::common::env("CXP_SCHEMA_REGISTRY_HTTPS_URL"),
     );
     s.edit_config(
         &format!("url = \"{}\"", s.ch),
         &format!("url = \"{ch_https}\""),
     );
-    let reg = common::env("CXP_SCHEMA_REGISTRY_URL");
+    let reg = crate::common::env("CXP_SCHEMA_REGISTRY_URL");
     s.edit_config(
         &format!("schema_registry_url = \"{reg}\""),
         &format!("schema_registry_url = \"{reg_https}\""),

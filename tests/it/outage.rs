@@ -4,11 +4,9 @@
 //! running for the other tests). The job must stay up with bounded memory, report degraded
 //! health, and end exactly equal to the oracle.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
-use common::proxy::{Mode, Proxy};
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use crate::common::proxy::{Mode, Proxy};
 use std::time::{Duration, Instant};
 
 fn rss_kb(pid: u32) -> u64 {
@@ -22,7 +20,7 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
-    let metrics = common::free_local_addr();
+    let metrics = crate::common::free_local_addr();
     let s = setup(
         "ch_outage",
         Opts {
@@ -58,7 +56,7 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
             "the job exited during the outage"
         );
         max_rss = max_rss.max(rss_kb(child.id()));
-        degraded |= common::http_get(&metrics, "/health")
+        degraded |= crate::common::http_get(&metrics, "/health")
             .await
             .starts_with("HTTP/1.1 503");
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -73,7 +71,7 @@ async fn a_clickhouse_outage_holds_the_job_back_and_loses_nothing() {
     proxy.set(Mode::Up);
     s.wait_checkpointed(evs.len() as u64, Duration::from_secs(300))
         .await;
-    assert!(common::http_get(&metrics, "/health")
+    assert!(crate::common::http_get(&metrics, "/health")
         .await
         .starts_with("HTTP/1.1 200"));
     signal(&child, "-TERM");

@@ -7,10 +7,8 @@
 //! After the team recovers, a second run (a restart: history replayed, nothing re-sent) must
 //! resolve it in ClickHouse and in Alertmanager.
 
-mod common;
-
-use common::harness::{self, setup, wait_exit, Opts};
-use common::oracle::{self, Landed};
+use crate::common::harness::{self, setup, wait_exit, Opts};
+use crate::common::oracle::{self, Landed};
 use cx_pipeline::codec::WireFormat;
 use cx_pipeline::generator::{generate, GenConfig, TeamDrop};
 use std::process::{Child, Command, Stdio};
@@ -40,7 +38,7 @@ async fn alertmanager() -> Alertmanager {
         "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let addr = common::free_local_addr();
+    let addr = crate::common::free_local_addr();
     let log = std::fs::File::create(dir.path().join("am.log")).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new("prometheus-alertmanager")
         .arg(format!("--config.file={}", cfg.display()))
@@ -62,7 +60,7 @@ async fn alertmanager() -> Alertmanager {
         _dir: dir,
     };
     for _ in 0..100 {
-        if common::http_get(&am.addr, "/-/ready")
+        if crate::common::http_get(&am.addr, "/-/ready")
             .await
             .starts_with("HTTP/1.1 200")
         {
@@ -75,7 +73,7 @@ async fn alertmanager() -> Alertmanager {
 
 /// Alertmanager's active alerts (GET /api/v2/alerts), as JSON.
 async fn am_alerts(am: &Alertmanager) -> Vec<serde_json::Value> {
-    let resp = common::http_get(&am.addr, "/api/v2/alerts").await;
+    let resp = crate::common::http_get(&am.addr, "/api/v2/alerts").await;
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
     // Chunked transfer: the JSON array sits between the chunk sizes.
     let start = body.find('[').unwrap_or(0);
@@ -132,7 +130,7 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
     let s = setup("detector", Opts::default()).await;
     let am = alertmanager().await;
     let alert_topic = format!("{}-alerts", s.db);
-    common::create_topics(&s.brokers, &[(&alert_topic, 1)]).await;
+    crate::common::create_topics(&s.brokers, &[(&alert_topic, 1)]).await;
     // Four days of history (the test's baseline: 3 days ending 1 day back, 2 needed), then
     // half the billing team's ticket surveys turn into detractors for 12 hours, then a day
     // of recovery.
@@ -254,7 +252,7 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         .unwrap_or("")
         .contains(id0));
     // And the alert topic, keyed by segment.
-    let records = common::read_topic(&s.brokers, &alert_topic);
+    let records = crate::common::read_topic(&s.brokers, &alert_topic);
     assert!(
         records
             .iter()
@@ -265,7 +263,7 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
     // Phase 2: the rest of the drop and a day of recovery; the detector restarted as the
     // service it is in production (polling every second, serving /metrics), stopped by
     // SIGTERM once the resolution is recorded.
-    let metrics = common::free_local_addr();
+    let metrics = crate::common::free_local_addr();
     s.edit_config(
         "metrics_listen = \"\"\n[metrics]",
         &format!("metrics_listen = \"{metrics}\"\npoll_interval = \"1s\"\n[metrics]"),
@@ -283,7 +281,7 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         if resolved {
             // A couple more passes, so the gauges reflect the resolution.
             tokio::time::sleep(Duration::from_secs(3)).await;
-            break common::http_get(&metrics, "/metrics").await;
+            break crate::common::http_get(&metrics, "/metrics").await;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -332,7 +330,7 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         "resolved only after the drop ended: {resolved_ms} < {drop_to}"
     );
     // Nothing was delivered twice: one firing row per alert id, and the topic has one firing.
-    let records = common::read_topic(&s.brokers, &alert_topic);
+    let records = crate::common::read_topic(&s.brokers, &alert_topic);
     let firing_msgs = records
         .iter()
         .filter(|(k, v)| k == &format!("team|team={TEAM}") && v.contains("\"state\":\"firing\""))

@@ -2,10 +2,8 @@
 //! partition pairs (subscribed to one topic only) stops the job at assignment, before it
 //! folds or writes anything; once it is gone the same input gives the oracle's rows.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, setup, wait_exit, Opts};
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, setup, wait_exit, Opts};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +55,7 @@ async fn a_member_that_splits_partition_pairs_stops_the_job_before_it_counts() {
         "{text}"
     );
     eprintln!("refused after {:?}", started.elapsed());
-    let rows = common::count(
+    let rows = crate::common::count(
         &s.ch,
         &format!("SELECT count() FROM {}.window_aggregates", s.db),
     )

@@ -2,15 +2,13 @@
 //! a checkpoint covers the facts, so a crash and the replay after it count every fact
 //! exactly once across processes (the NPS alert reads these series).
 
-mod common;
-
-use common::check::{check, expected_for};
-use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use crate::common::check::{check, expected_for};
+use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
 use std::time::{Duration, Instant};
 
 /// GET /metrics, which must answer 200: a silent endpoint must not read as zero counts.
 async fn scrape(addr: &str) -> String {
-    let resp = common::http_get(addr, "/metrics").await;
+    let resp = crate::common::http_get(addr, "/metrics").await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{addr}: {resp:.200}");
     resp
 }
@@ -18,7 +16,7 @@ async fn scrape(addr: &str) -> String {
 /// Scrapes once the process answers (it serves before it joins the group).
 async fn scrape_when_up(addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while common::http_get(addr, "/metrics").await.is_empty() {
+    while crate::common::http_get(addr, "/metrics").await.is_empty() {
         assert!(Instant::now() < deadline, "metrics endpoint never came up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -27,7 +25,7 @@ async fn scrape_when_up(addr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn business_counters_count_each_fact_once_across_a_crash() {
-    let addr = common::free_local_addr();
+    let addr = crate::common::free_local_addr();
     let s = setup(
         "counters",
         Opts {
@@ -53,8 +51,8 @@ async fn business_counters_count_each_fact_once_across_a_crash() {
     assert!(s.contacts_written().await >= 2_000, "A wrote rows");
     assert_eq!(
         (
-            common::metric_sum(&before, "cx_contacts_total"),
-            common::metric_sum(&before, "cx_survey_responses_total")
+            crate::common::metric_sum(&before, "cx_contacts_total"),
+            crate::common::metric_sum(&before, "cx_survey_responses_total")
         ),
         (0, 0),
         "counted before any checkpoint covered the facts"
@@ -78,8 +76,8 @@ async fn business_counters_count_each_fact_once_across_a_crash() {
     while Instant::now() < deadline {
         let text = scrape(&addr).await;
         (contacts, responses) = (
-            common::metric_sum(&text, "cx_contacts_total"),
-            common::metric_sum(&text, "cx_survey_responses_total"),
+            crate::common::metric_sum(&text, "cx_contacts_total"),
+            crate::common::metric_sum(&text, "cx_survey_responses_total"),
         );
         if (contacts, responses) == (exp.contacts as u64, settled) {
             break;

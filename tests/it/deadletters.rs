@@ -5,10 +5,8 @@
 //! the broker's StandardAuthorizer, the job authenticated over SASL/PLAIN) stops it at
 //! startup, before it consumes anything.
 
-mod common;
-
-use common::check::{check_facts, compare_rows, expected_for, observed_rows};
-use common::harness::{all_visible, events, setup, Opts};
+use crate::common::check::{check_facts, compare_rows, expected_for, observed_rows};
+use crate::common::harness::{all_visible, events, setup, Opts};
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -59,7 +57,7 @@ async fn an_oversized_reject_is_cut_and_the_job_goes_on() {
     let exp = expected_for(&s, &evs, &all_visible(&landed));
     compare_rows(&exp.rows, &observed_rows(&s).await);
     check_facts(&s, &exp).await;
-    let letters = common::read_dead_letter_records(&s.brokers, &s.topics.2);
+    let letters = crate::common::read_dead_letter_records(&s.brokers, &s.topics.2);
     let of = |h: &HashMap<String, String>, k: &str| h.get(k).cloned().unwrap_or_default();
     let big_letters: Vec<_> = letters
         .iter()
@@ -105,7 +103,7 @@ struct AclBroker {
 
 impl Drop for AclBroker {
     fn drop(&mut self) {
-        let _ = Command::new(common::harness::services_script())
+        let _ = Command::new(crate::common::harness::services_script())
             .args(["kafka-down", &self.dir.to_string_lossy()])
             .status();
     }
@@ -113,12 +111,12 @@ impl Drop for AclBroker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_topic_without_write_permission_stops_the_job_at_startup() {
-    let services = common::env("CXP_SERVICES_DIR");
+    let services = crate::common::env("CXP_SERVICES_DIR");
     let broker = AclBroker {
-        dir: Path::new(&services).join(common::unique("aclbroker")),
+        dir: Path::new(&services).join(crate::common::unique("aclbroker")),
     };
     let (port, cport, sport) = (19292, 19293, 19294);
-    let ok = Command::new(common::harness::services_script())
+    let ok = Command::new(crate::common::harness::services_script())
         .args([
             "kafka-up",
             &broker.dir.to_string_lossy(),
@@ -139,8 +137,8 @@ async fn a_dead_letter_topic_without_write_permission_stops_the_job_at_startup()
     )
     .await;
     let denied = format!("{}-denied", s.topics.2);
-    common::create_topics(&plain, &[(&denied, 1)]).await;
-    let lib = common::env("CXP_KAFKA_LIB");
+    crate::common::create_topics(&plain, &[(&denied, 1)]).await;
+    let lib = crate::common::env("CXP_KAFKA_LIB");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/DenyWrite.java");
     let out = Command::new("java")
         .args(["-cp", &format!("{lib}/*"), src, &plain, &denied])
@@ -187,11 +185,11 @@ async fn a_dead_letter_topic_without_write_permission_stops_the_job_at_startup()
         &format!("dead_letter_topic = \"{denied}\""),
         &format!("dead_letter_topic = \"{}\"", s.topics.2),
     );
-    let code = common::harness::wait_exit(
+    let code = crate::common::harness::wait_exit(
         s.pipeline_env(&["run", "--until-end"], None, &secret),
         Duration::from_secs(600),
     )
     .await;
     assert_eq!(code, 0, "bounded run over SASL");
-    common::check::check(&s, &evs, &all_visible(&landed)).await;
+    crate::common::check::check(&s, &evs, &all_visible(&landed)).await;
 }

@@ -7,10 +7,8 @@
 //! is `CXP_CRASH_KILLS=20 scripts/test.sh sigkill`); `CXP_CRASH_SEED` replays the kill
 //! points of an earlier run (every run prints its seed).
 
-mod common;
-
-use common::check::check;
-use common::harness::{self, all_visible, assignments, events, setup, Opts};
+use crate::common::check::check;
+use crate::common::harness::{self, all_visible, assignments, events, setup, Opts};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -174,9 +172,9 @@ impl Drop for Broker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_mid_stream_equals_the_oracle() {
-    let services = common::env("CXP_SERVICES_DIR");
+    let services = crate::common::env("CXP_SERVICES_DIR");
     let broker = Broker {
-        dir: Path::new(&services).join(common::unique("broker")),
+        dir: Path::new(&services).join(crate::common::unique("broker")),
         port: 19192,
     };
     broker.up();

@@ -3,11 +3,9 @@
 //! identity provider. For 500s and timeouts the real registry sits behind a proxy in the test
 //! that answers 500 or hangs on demand. Kafka and ClickHouse are real in the job-level tests.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
-use common::proxy::{Mode, Proxy};
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use crate::common::proxy::{Mode, Proxy};
 use cx_pipeline::codec::{Decoder, Disposition, Schemas, WireFormat};
 use cx_pipeline::generator::Encoder;
 use cx_pipeline::model::Stream;
@@ -165,7 +163,7 @@ async fn the_job_stops_with_a_clear_message_when_the_registry_refuses_it() {
         "{text}"
     );
     assert!(
-        common::read_dead_letters(&s.brokers, &s.topics.2).is_empty(),
+        crate::common::read_dead_letters(&s.brokers, &s.topics.2).is_empty(),
         "nothing was dead-lettered for the registry's refusal"
     );
 }
@@ -173,7 +171,7 @@ async fn the_job_stops_with_a_clear_message_when_the_registry_refuses_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_loses_nothing() {
     let s = setup("registry_outage", Opts::default()).await;
-    let registry = common::env("CXP_SCHEMA_REGISTRY_URL");
+    let registry = crate::common::env("CXP_SCHEMA_REGISTRY_URL");
     let upstream = registry
         .trim_start_matches("http://")
         .split('/')

@@ -4,10 +4,8 @@
 //! one without a header (format 1) refuses. The changed-settings refusal is in
 //! `misbehave.rs`.
 
-mod common;
-
-use common::check::check;
-use common::harness::{all_visible, events, setup, Opts};
+use crate::common::check::check;
+use crate::common::harness::{all_visible, events, setup, Opts};
 use cx_pipeline::delivery::format::SourceIdentity;
 use cx_pipeline::delivery::store::CheckpointRow;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -24,7 +22,7 @@ fn client(url: &str, db: &str) -> clickhouse::Client {
         .with_validation(false)
 }
 
-async fn checkpoints(s: &common::harness::Setup) -> Vec<CheckpointRow> {
+async fn checkpoints(s: &crate::common::harness::Setup) -> Vec<CheckpointRow> {
     client(&s.ch, &s.db)
         .query("SELECT ?fields FROM checkpoints FINAL")
         .fetch_all::<CheckpointRow>()
@@ -33,7 +31,10 @@ async fn checkpoints(s: &common::harness::Setup) -> Vec<CheckpointRow> {
 }
 
 /// Replaces every checkpoint's state with `rewrite(state)`, as a newer copy.
-async fn rewrite_checkpoints(s: &common::harness::Setup, rewrite: impl Fn(&[u8]) -> Vec<u8>) {
+async fn rewrite_checkpoints(
+    s: &crate::common::harness::Setup,
+    rewrite: impl Fn(&[u8]) -> Vec<u8>,
+) {
     let rows = checkpoints(s).await;
     assert!(!rows.is_empty(), "the first run wrote checkpoints");
     let c = client(&s.ch, &s.db);
@@ -49,8 +50,8 @@ async fn rewrite_checkpoints(s: &common::harness::Setup, rewrite: impl Fn(&[u8])
     ins.end().await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn row_count(s: &common::harness::Setup) -> u64 {
-    common::count(
+async fn row_count(s: &crate::common::harness::Setup) -> u64 {
+    crate::common::count(
         &s.ch,
         &format!("SELECT count() FROM {}.window_aggregates", s.db),
     )
@@ -80,7 +81,7 @@ async fn a_topic_created_again_under_the_same_state_id_refuses_to_start() {
             .create_topics(
                 &[rdkafka::admin::NewTopic::new(
                     &s.topics.0,
-                    common::harness::PARTITIONS,
+                    crate::common::harness::PARTITIONS,
                     rdkafka::admin::TopicReplication::Fixed(1),
                 )],
                 &AdminOptions::new(),

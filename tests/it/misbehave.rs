@@ -4,10 +4,8 @@
 //! a bounded run followed by a live one, a restart with changed settings, and durations
 //! out of range.
 
-mod common;
-
-use common::check::{check, compare_rows, expected_for, observed_rows};
-use common::harness::{all_visible, events, setup, signal, wait_exit, Opts, Setup};
+use crate::common::check::{check, compare_rows, expected_for, observed_rows};
+use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts, Setup};
 use cx_pipeline::generator::GenEvent;
 use cx_pipeline::model::{Event, Stream};
 use std::time::Duration;
@@ -252,7 +250,7 @@ async fn a_restart_with_changed_windows_or_groupings_refuses_to_start() {
     let evs = events(5_000, 26);
     s.produce(&evs).await;
     s.run_to_end().await;
-    let rows = common::count(
+    let rows = crate::common::count(
         &s.ch,
         &format!("SELECT count() FROM {}.window_aggregates", s.db),
     )
@@ -297,7 +295,7 @@ async fn a_restart_with_changed_windows_or_groupings_refuses_to_start() {
         );
         assert!(err.contains(key) && err.contains("kafka.state_id"), "{err}");
     }
-    let after = common::count(
+    let after = crate::common::count(
         &s.ch,
         &format!("SELECT count() FROM {}.window_aggregates", s.db),
     )

@@ -2,11 +2,9 @@
 //! the consumer reads committed data only), and the partitioning a non-Java producer must use
 //! to land a customer's events where the real Java client lands them.
 
-mod common;
-
-use common::check::check;
-use common::harness::{events, setup, Opts};
-use common::Partitioner;
+use crate::common::check::check;
+use crate::common::harness::{events, setup, Opts};
+use crate::common::Partitioner;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,7 +15,7 @@ async fn aborted_transactions_are_never_counted_committed_ones_are() {
     let evs = events(40_000, 23);
     // Transactions of 700 events; every third one aborts (about a third of all events,
     // malformed and late ones among them).
-    let landed = common::produce_transactional(
+    let landed = crate::common::produce_transactional(
         &s.brokers,
         (&s.topics.0, &s.topics.1),
         &evs,
@@ -41,7 +39,7 @@ async fn aborted_transactions_are_never_counted_committed_ones_are() {
 
 /// Partition of each key as the real Java client's default partitioner places it.
 fn java_partitions(brokers: &str, topic: &str, keys: &[String]) -> HashMap<String, i32> {
-    let lib = common::env("CXP_KAFKA_LIB");
+    let lib = crate::common::env("CXP_KAFKA_LIB");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/JavaProducer.java");
     let mut child = Command::new("java")
         .args(["-cp", &format!("{lib}/*"), src, brokers, topic])
@@ -69,10 +67,10 @@ fn java_partitions(brokers: &str, topic: &str, keys: &[String]) -> HashMap<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn murmur2_random_places_keys_where_the_java_client_does() {
-    let brokers = common::env("CXP_KAFKA_BROKERS");
-    let id = common::unique("partitioner");
+    let brokers = crate::common::env("CXP_KAFKA_BROKERS");
+    let id = crate::common::unique("partitioner");
     let topic = format!("{id}-keys");
-    common::create_topics(&brokers, &[(&topic, 6)]).await;
+    crate::common::create_topics(&brokers, &[(&topic, 6)]).await;
     // The generator's customer ids: the keys a real run uses.
     let mut keys: Vec<String> = events(3_000, 29).into_iter().map(|g| g.key).collect();
     keys.sort();
@@ -84,7 +82,7 @@ async fn murmur2_random_places_keys_where_the_java_client_does() {
         "the Java producer acknowledged every key"
     );
     for partitioner in [Partitioner::Java, Partitioner::Librdkafka] {
-        let placed = common::produce_keys(&brokers, &topic, &keys, partitioner).await;
+        let placed = crate::common::produce_keys(&brokers, &topic, &keys, partitioner).await;
         let same = keys
             .iter()
             .filter(|k| placed.get(*k) == java.get(*k))

@@ -2,18 +2,16 @@
 //! registry) and produces exactly the requested messages; `demo` writes to ClickHouse when a URL
 //! is configured, and its rows add up to the events it reports.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_produces_the_requested_count_to_both_topics() {
-    let brokers = common::env("CXP_KAFKA_BROKERS");
-    let id = common::unique("gen");
+    let brokers = crate::common::env("CXP_KAFKA_BROKERS");
+    let id = crate::common::unique("gen");
     let (st, it) = (format!("{id}-surveys"), format!("{id}-interactions"));
-    common::create_topics(&brokers, &[(&st, 2), (&it, 2)]).await;
-    let registry = common::env("CXP_SCHEMA_REGISTRY_URL");
+    crate::common::create_topics(&brokers, &[(&st, 2), (&it, 2)]).await;
+    let registry = crate::common::env("CXP_SCHEMA_REGISTRY_URL");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = dir.path().join("c.toml");
     std::fs::write(
@@ -64,7 +62,7 @@ async fn generate_produces_the_requested_count_to_both_topics() {
     assert_eq!(total, 3000, "{per_topic:?}");
     // The schemas went to the real registry, one version per subject.
     for t in [&st2, &it] {
-        let versions = common::registry::subject_versions(&registry, &format!("{t}-value"));
+        let versions = crate::common::registry::subject_versions(&registry, &format!("{t}-value"));
         assert_eq!(versions, vec![1], "{t}-value registered once");
     }
     assert!(
@@ -75,8 +73,8 @@ async fn generate_produces_the_requested_count_to_both_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_writes_consistent_rows_to_clickhouse() {
-    let ch = common::env("CXP_CLICKHOUSE_URL");
-    let db = common::unique("demo");
+    let ch = crate::common::env("CXP_CLICKHOUSE_URL");
+    let db = crate::common::unique("demo");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = dir.path().join("c.toml");
     std::fs::write(
@@ -111,15 +109,16 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NPS") && text.contains("tech-l2"), "{text}");
     // Every accepted contact is one fact row and counted once in the overall 1d windows.
-    let facts = common::count(
+    let facts = crate::common::count(
         &ch,
         &format!("SELECT count() FROM {db}.interaction_facts FINAL"),
     )
     .await;
-    let windowed = common::count(&ch, &format!("SELECT toUInt64(sum(contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
-    let surveys = common::count(&ch, &format!("SELECT count() FROM {db}.survey_facts FINAL")).await;
-    let responses = common::count(&ch, &format!("SELECT toUInt64(sum(responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
-    let settled = common::count(
+    let windowed = crate::common::count(&ch, &format!("SELECT toUInt64(sum(contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let surveys =
+        crate::common::count(&ch, &format!("SELECT count() FROM {db}.survey_facts FINAL")).await;
+    let responses = crate::common::count(&ch, &format!("SELECT toUInt64(sum(responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let settled = crate::common::count(
         &ch,
         &format!("SELECT count() FROM {db}.survey_facts FINAL WHERE is_final = 1"),
     )
@@ -138,8 +137,8 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
 /// database, and not into one that holds pipeline checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_refuses_a_database_that_holds_pipeline_data() {
-    let ch = common::env("CXP_CLICKHOUSE_URL");
-    let db = common::unique("demo_real");
+    let ch = crate::common::env("CXP_CLICKHOUSE_URL");
+    let db = crate::common::unique("demo_real");
     let run = |toml: String| {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let cfg = dir.path().join("c.toml");
@@ -191,7 +190,7 @@ async fn demo_refuses_a_database_that_holds_pipeline_data() {
         "[clickhouse]\nurl = \"{ch}\"\ndemo_database = \"{db}\"\n[metrics]\nlisten = \"\"\n"
     ));
     assert!(!ok && err.contains("holds pipeline checkpoints"), "{err}");
-    let tables = common::count(
+    let tables = crate::common::count(
         &ch,
         &format!("SELECT count() FROM system.tables WHERE database = '{db}'"),
     )

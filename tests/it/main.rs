@@ -1,0 +1,24 @@
+//! The integration suite in one binary (one link instead of one per file): every module
+//! talks to the real services `scripts/services.sh` starts (Apache Kafka, Apicurio,
+//! ClickHouse, Alertmanager), each test on its own topics and database. `layering` holds
+//! the crate's house rules (floors, no cycles, file and function sizes).
+
+mod cli;
+mod common;
+mod config_example;
+mod counters;
+mod crash;
+mod deadletters;
+mod detector;
+mod detector_sim;
+mod e2e;
+mod fencing;
+mod group;
+mod identity;
+mod layering;
+mod metrics;
+mod misbehave;
+mod outage;
+mod producers;
+mod registry_faults;
+mod tls;
