@@ -228,7 +228,16 @@ fn connect(
     let start = std::time::Instant::now();
     loop {
         let res = c.fetch_metadata(None, Duration::from_secs(2));
-        let _ = c.poll(Duration::ZERO); // delivers error events to `Ctx::error`
+        // Serves the queued events (logs, errors) so `Ctx::error` has seen the latest reason.
+        // One poll returns at the first error event, and a failing TLS or SASL handshake
+        // queues several per attempt: without draining, the reason arrives attempts late and
+        // a certificate problem is reported without its cause. Nothing is subscribed yet, so
+        // no message can be consumed here; the drain is bounded (at most ~2 s).
+        for _ in 0..100 {
+            if c.poll(Duration::from_millis(20)).is_none() {
+                break;
+            }
+        }
         let why = c
             .context()
             .last_error
