@@ -20,7 +20,7 @@
 //! - [`generator`]: seeded realistic events for demos, tests and benchmarks.
 //!
 //! # Delivery
-//! See [`delivery`] and README → *Delivery*: per partition pair, rows are written, dead
+//! See [`delivery`] and docs/DELIVERY.md: per partition pair, rows are written, dead
 //! letters confirmed, the state checkpointed with the offsets it covers, then offsets
 //! committed; partitions are checkpointed before they are given up; each assignment takes a
 //! new ownership epoch so a stalled former owner cannot overwrite the new owner's state.

@@ -69,7 +69,7 @@ enum Cmd {
     },
     /// Check a config file and print every problem.
     Validate,
-    /// Watch every segment's NPS in ClickHouse and deliver drop alerts (README, Alerts).
+    /// Watch every segment's NPS in ClickHouse and deliver drop alerts (docs/ALERTS.md).
     Detect {
         /// Evaluate every complete hour once and exit (backfills, tests).
         #[arg(long)]

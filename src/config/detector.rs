@@ -1,5 +1,5 @@
 //! The `[detector]` section: the NPS-drop detector's statistics and where its alerts go
-//! (README, *Alerts: the NPS-drop detector*).
+//! (docs/ALERTS.md).
 
 use super::duration;
 use crate::detect::segment::grouping_mask;

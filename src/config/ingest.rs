@@ -1,5 +1,5 @@
 //! The `[ingest]` section: what a well-formed event must also satisfy before it may move a
-//! clock or count (README, Semantics: "What is rejected").
+//! clock or count (docs/SEMANTICS.md: "What is rejected").
 
 use super::duration;
 use crate::pipeline::limits::Limits;

@@ -28,7 +28,7 @@ pub struct KafkaConfig {
     /// the old group's name when moving a deployment to a new consumer group, so the new
     /// group resumes from the old state instead of starting empty.
     pub state_id: Option<String>,
-    /// Removed: a quiet stream no longer moves its pair's clock (README, Semantics). Kept
+    /// Removed: a quiet stream no longer moves its pair's clock (docs/SEMANTICS.md). Kept
     /// only to name it in the error an old config gets.
     pub idle_timeout: Option<String>,
 }

@@ -1,5 +1,5 @@
 //! Delivery: how results leave the pipeline so that each input record counts exactly once
-//! in ClickHouse and Prometheus, whatever fails and whenever. README → *Delivery* states the
+//! in ClickHouse and Prometheus, whatever fails and whenever. docs/DELIVERY.md states the
 //! guarantee under each fault; this module is where each is enforced.
 //!
 //! - [`committer`]: one flush policy and one order, rows → dead letters → checkpoint →

@@ -1,4 +1,4 @@
-//! The NPS-drop detector (README, *Alerts: the NPS-drop detector*): every segment of every
+//! The NPS-drop detector (docs/ALERTS.md): every segment of every
 //! grouping set, every hour, against its own seasonal, shrunk, over-dispersion-aware baseline,
 //! with CUSUM thresholds set from one weekly false-page budget for all segments together.
 //!
@@ -26,7 +26,7 @@ pub use alert::{AlertEvent, AlertState, DigestEntry};
 pub use detector::{Detector, Output};
 pub use segment::{Hierarchy, SegmentKey};
 
-/// The detector's knobs (config section `[detector]`; README explains each).
+/// The detector's knobs (config section `[detector]`; docs/ALERTS.md explains each).
 #[derive(Clone, Debug)]
 pub struct Params {
     /// Expected false pages per week across all segments together.

@@ -313,7 +313,7 @@ impl JoinState {
         .filter(move |c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
     }
 
-    /// The rule (README, Join): among contacts with `ended_at` in [lo, t + max_wait] that
+    /// The rule (docs/SEMANTICS.md, Join): among contacts with `ended_at` in [lo, t + max_wait] that
     /// arrived before the contact floor passed the survey's deadline, by ticket id or the
     /// customer's latest contact's ticket, then the ticket's last (or first) contact.
     fn choose(&self, s: &Survey, lo_ms: i64, cfg: &JoinConfig) -> Option<(&Contact, MatchKind)> {

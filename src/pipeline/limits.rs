@@ -1,4 +1,4 @@
-//! What a decoded event must satisfy before it may move a clock or count (README, Semantics:
+//! What a decoded event must satisfy before it may move a clock or count (docs/SEMANTICS.md:
 //! "What is rejected"), and the reason a message is rejected. Pure: the ingest step applies
 //! it, the `[ingest]` config section fills it.
 

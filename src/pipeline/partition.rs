@@ -2,8 +2,7 @@
 //! ids, join and windows. Plain data with methods, no I/O, so it is unit-tested without a
 //! runtime and checkpointed whole with its offsets.
 //!
-//! Every decision here is a function of each topic-partition's own order (README,
-//! Semantics), never of how the consumer interleaved the two topics or of the wall clock:
+//! Every decision here is a function of each topic-partition's own order (docs/SEMANTICS.md), never of how the consumer interleaved the two topics or of the wall clock:
 //! - lateness is judged against the event's own stream's clock;
 //! - a survey is attributed among contacts that arrived before the contact floor passed its
 //!   deadline, so a contact arriving later is excluded whenever it is processed;

@@ -125,7 +125,7 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
     .await;
     assert!(facts > 1000 && surveys > 300, "{facts} {surveys}");
     assert_eq!(facts, windowed);
-    // Every settled survey is counted; an unsettled one too unless it came in late (README,
+    // Every settled survey is counted; an unsettled one too unless it came in late (docs/SEMANTICS.md,
     // Bounded runs), and the demo's generator sends a few very late ones.
     assert!(
         settled <= responses && responses <= surveys && settled < surveys,

@@ -33,7 +33,7 @@ async fn metrics_endpoint_serves_correct_counters_in_valid_exposition() {
         },
         WireFormat::Avro,
     );
-    // Independent counts from the generated events (README, Metrics: a survey counts once,
+    // Independent counts from the generated events (docs/METRICS.md: a survey counts once,
     // when it settles: when the contact floor, newest contact - 30 s - 5 min, passes
     // submitted_at + 10 min).
     let newest_contact = events

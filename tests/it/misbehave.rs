@@ -1,5 +1,5 @@
 //! Data that misbehaves, against real Kafka and ClickHouse, each case ending in the exact
-//! comparison with the independent oracle (README, Semantics): a producer stall delivered
+//! comparison with the independent oracle (docs/SEMANTICS.md): a producer stall delivered
 //! with two pause patterns, bad timestamps, repeated deliveries, a backfill a day behind,
 //! a bounded run followed by a live one, a restart with changed settings, and durations
 //! out of range.

@@ -1,4 +1,4 @@
-"""Runs every DDL file of the ClickHouse sink, plus the README's example query, in the modern
+"""Runs every DDL file of the ClickHouse sink, plus the example query of docs/SEMANTICS.md, in the modern
 ClickHouse engine (chdb-core, ClickHouse 26.x in-process), and round-trips a window row, so
 the SQL the pipeline ships is checked on current releases as well as on the 18.16 server the
 integration tests use. Exit code 1 on any failure."""
@@ -30,15 +30,15 @@ def main() -> int:
             "(3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 0, 2, 5, 1, 1, 0, 0, 0, 0), "
             "(3600, '2026-11-01 10:00:00', '2026-11-01 11:00:00', 'team', 'billing', 9, 1, 10, 10, 0, 0, 0, 0, 0)"
         )
-        readme = (ROOT / "README.md").read_text()
+        readme = (ROOT / "docs" / "SEMANTICS.md").read_text()
         example = re.search(r"```sql\n(.*?)```", readme, re.S)
-        assert example, "README has no ```sql example"
+        assert example, "docs/SEMANTICS.md has no ```sql example"
         out = s.query(example.group(1), "CSV").bytes().decode().strip()
         # Version 4 wins under FINAL for the window's own row, and the correction row (a late
         # event's revision 9) adds to it: NPS = 100*(16-2)/20 = 70, CSAT 75 %, AHT 500 s.
         fields = out.split(",")
         assert fields[2] == "70" and fields[4] == "75" and fields[5] == "500", out
-        print(f"ok   README example query -> {out}")
+        print(f"ok   docs/SEMANTICS.md example query -> {out}")
     return 0
 
 

@@ -1,4 +1,4 @@
-//! The simulation harness (`cx-pipeline simulate-detector`, README *Alerts*): a simulated
+//! The simulation harness (`cx-pipeline simulate-detector`, docs/ALERTS.md): a simulated
 //! year of a support organisation's answers with known drops and decoys, fed hour by hour to
 //! the detector and minute by minute to the Prometheus rule it replaces, then scored against
 //! the ground truth (`report`).

@@ -1,4 +1,4 @@
-//! The issue's own setting, measured directly: segments at one fixed volume (constant over
+//! The delay targets' own setting, measured directly: segments at one fixed volume (constant over
 //! the day, baseline NPS 30), a sustained drop of one size starting at a random hour, the
 //! budget shared as in a 2,000-segment deployment (the other segments are registered but
 //! silent, as agents). Many probes per target give a mean delay tight enough to compare with

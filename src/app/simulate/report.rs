@@ -210,9 +210,9 @@ fn recall_and_delay(s: &mut String, r: &SimResult) {
     }
 }
 
-/// The sustained drops the detector's targets speak of.
+/// The sustained drops the delay targets speak of.
 fn targets(s: &mut String, r: &SimResult) {
-    let _ = writeln!(s, "\n### Against the issue's targets (sustained drops: 72 h or longer, volume within ×2 of the target's)\n");
+    let _ = writeln!(s, "\n### Against the delay targets (sustained drops: 72 h or longer, volume within ×2 of the target's)\n");
     let _ = writeln!(s, "| target | drops | detector mean / p90 h | detector mean, h at average volume | recall ≤72 h | rule mean / p90 h | rule recall ≤72 h |\n|---|---|---|---|---|---|---|");
     for (vol, size, target) in [
         (1000.0, 10.0, 31.0),
@@ -435,12 +435,12 @@ fn debug_dump(r: &SimResult) {
     eprintln!("false pages by grouping: {by:?}");
 }
 
-/// The targets measured on fixed-volume probes (see `probe`).
+/// The delay targets measured on fixed-volume probes (see `probe`).
 pub fn probe_section(set: &crate::detect::Params, seed: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n### The issue's targets on fixed-volume probes\n\n60 team segments per row at a constant volume (baseline NPS 30, δ = 10 as for a team), a sustained drop from a random hour, among 2,000 segments sharing a budget of {} false page(s) a week (the rest registered as silent agents). Delays count to the end of the hour that paged.\n",
+        "\n### The delay targets on fixed-volume probes\n\n60 team segments per row at a constant volume (baseline NPS 30, δ = 10 as for a team), a sustained drop from a random hour, among 2,000 segments sharing a budget of {} false page(s) a week (the rest registered as silent agents). Delays count to the end of the hour that paged.\n",
         set.budget_per_week
     );
     let _ = writeln!(

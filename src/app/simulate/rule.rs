@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn thirty_passives_in_an_hour_fire_against_a_promoting_week() {
-        // The flaw the issue names: the hour's own variance is 0 for 30 passives.
+        // The old rule's flaw: the hour's own variance is 0 for 30 passives.
         assert!(condition(&[0.0, 30.0, 0.0], &[3000.0, 2000.0, 1500.0]));
         assert!(!condition(&[0.0, 29.0, 0.0], &[3000.0, 2000.0, 1500.0]));
     }

@@ -172,7 +172,7 @@ fn first_differences<'a, K: Ord, V: PartialEq>(
 }
 
 /// Dead letters: exactly the rejects the oracle names, each once (deduplicated by source
-/// record, as the README says to). Returns the distinct count.
+/// record, as docs/SEMANTICS.md says to). Returns the distinct count.
 pub fn check_dead_letters(s: &Setup, exp: &oracle::Expected) -> usize {
     let dl = super::read_dead_letters(&s.brokers, &s.topics.2);
     let mut by_reason: HashMap<String, usize> = HashMap::new();

@@ -1,6 +1,5 @@
 //! Independent recomputation of what the pipeline must write, from the generated events and
-//! the partition/offset each landed at. Written from the documented semantics (README
-//! "Semantics"), not from the pipeline code: batch style, whole partition at once.
+//! the partition/offset each landed at. Written from the documented semantics (docs/SEMANTICS.md), not from the pipeline code: batch style, whole partition at once.
 
 use cx_pipeline::generator::GenEvent;
 use cx_pipeline::model::{Event, Interaction, Stream, Survey};
@@ -82,7 +81,7 @@ fn range_reason(e: &Event, p: &Params) -> Option<&'static str> {
     None
 }
 
-/// An accepted event, with what the README's rules need to know about its arrival.
+/// An accepted event, with what the documented rules (docs/SEMANTICS.md) need to know about its arrival.
 struct Acc<'a> {
     partition: i32,
     late: bool,
@@ -275,7 +274,7 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
     }
 }
 
-/// README, Join: contacts with `ended_at` in [t - lookback, t + max_wait] (and not before
+/// docs/SEMANTICS.md, Join: contacts with `ended_at` in [t - lookback, t + max_wait] (and not before
 /// the survey floor's lookback) that arrived before the contact floor passed t + max_wait;
 /// by ticket, else the customer's latest such contact's ticket; then the ticket's last.
 fn attribute<'a>(
