@@ -51,22 +51,7 @@ enum Cmd {
         until_end: bool,
     },
     /// Produce seeded, realistic events to the configured topics.
-    Generate {
-        #[arg(long, default_value_t = 10_000)]
-        count: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Messages per second (0 = as fast as possible).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        #[arg(long, default_value_t = 0.01)]
-        malformed_share: f64,
-        #[arg(long, default_value_t = 0.003)]
-        late_share: f64,
-        /// Event time of the first ticket, ms since the epoch (default: now minus the span).
-        #[arg(long)]
-        start_ms: Option<i64>,
-    },
+    Generate(app::generate::GenerateOptions),
     /// Check a config file and print every problem.
     Validate,
     /// Watch every segment's NPS in ClickHouse and deliver drop alerts (docs/ALERTS.md).
@@ -189,23 +174,6 @@ fn dispatch(
                 source,
             })
         }
-        Cmd::Generate {
-            count,
-            seed,
-            rate,
-            malformed_share,
-            late_share,
-            start_ms,
-        } => rt.block_on(app::generate::run(
-            validated,
-            app::generate::GenerateOptions {
-                count,
-                seed,
-                rate,
-                malformed_share,
-                late_share,
-                start_ms,
-            },
-        )),
+        Cmd::Generate(opts) => rt.block_on(app::generate::run(validated, opts)),
     }
 }

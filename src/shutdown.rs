@@ -25,13 +25,6 @@ impl Trigger {
 }
 
 impl Shutdown {
-    /// A shutdown that never fires (library callers, tests).
-    pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Shutdown(rx)
-    }
-
     pub fn is_set(&self) -> bool {
         *self.0.borrow()
     }

@@ -10,15 +10,22 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::{Duration, Instant};
 
-/// What to produce.
+/// What to produce (the command's flags).
+#[derive(Debug, clap::Args)]
 pub struct GenerateOptions {
+    #[arg(long, default_value_t = 10_000)]
     pub count: usize,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Messages per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    #[arg(long, default_value_t = 0.01)]
     pub malformed_share: f64,
+    #[arg(long, default_value_t = 0.003)]
     pub late_share: f64,
-    /// Event time of the first ticket (default: now minus the span).
+    /// Event time of the first ticket, ms since the epoch (default: now minus the span).
+    #[arg(long)]
     pub start_ms: Option<i64>,
 }
 
