@@ -82,3 +82,29 @@ pub enum Disposition {
     /// No message can succeed until an operator acts: stop the job.
     Stop,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_faults_retry_or_stop_and_everything_else_is_dead_lettered_with_its_reason() {
+        assert_eq!(
+            DecodeError::Registry("503".into()).disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            DecodeError::RegistryAuth("401".into()).disposition(),
+            Disposition::Stop
+        );
+        for e in [
+            DecodeError::Empty,
+            DecodeError::BadMagic(1),
+            DecodeError::UnknownSchemaId(7),
+            DecodeError::Trailing(3),
+            DecodeError::MissingField("response_id"),
+        ] {
+            assert_eq!(e.disposition(), Disposition::DeadLetter(e.reason()), "{e}");
+        }
+    }
+}

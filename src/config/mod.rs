@@ -59,15 +59,6 @@ pub struct Validated {
     pub detector: DetectorSettings,
 }
 
-impl Default for Validated {
-    fn default() -> Self {
-        match Config::default().validate() {
-            Ok(v) => v,
-            Err(e) => unreachable!("the default config is valid (tested): {e}"),
-        }
-    }
-}
-
 /// Milliseconds of a duration, saturating: a config may say "1000000y".
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

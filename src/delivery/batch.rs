@@ -51,3 +51,31 @@ impl Filling {
         self.started = Instant::now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_full_at_any_of_its_three_limits_and_empty_after_reset() {
+        let policy = Batch {
+            max_rows: 10,
+            max_bytes: 100,
+            period: Duration::from_secs(3600),
+        };
+        let mut b = Filling::new(policy);
+        assert!(!b.full(9));
+        assert!(b.full(10), "rows");
+        b.bytes = 100;
+        assert!(b.full(0), "bytes");
+        b.reset();
+        assert!(!b.full(0));
+        let mut quick = Filling::new(Batch {
+            period: Duration::ZERO,
+            ..policy
+        });
+        assert!(quick.full(0), "period");
+        quick.reset();
+        assert_eq!(quick.bytes, 0);
+    }
+}

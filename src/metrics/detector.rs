@@ -74,3 +74,30 @@ impl Exposition for DetectorMetrics {
         self.sink.degraded()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detector_serves_its_series_and_the_sinks_but_none_of_the_pipelines() {
+        let m = DetectorMetrics::new();
+        m.firing.with_label_values(&["team"]).set(1);
+        let text = m.render();
+        assert!(
+            text.contains("cx_nps_alerts_firing{grouping=\"team\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("cx_clickhouse_up 1"), "{text}");
+        for pipeline_only in [
+            "cx_pipeline_up",
+            "cx_consumed_total",
+            "cx_checkpoints_total",
+        ] {
+            assert!(!text.contains(pipeline_only), "{pipeline_only} in {text}");
+        }
+        assert!(m.degraded().is_none());
+        m.sink.clickhouse_up.set(0);
+        assert!(m.degraded().is_some());
+    }
+}

@@ -314,6 +314,10 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         !scraped.lines().any(|l| l.starts_with("cx_nps_alerts_firing{grouping=\"team\"}") && !l.ends_with(" 0")),
         "no team alert firing after the recovery: {scraped}"
     );
+    assert!(
+        !scraped.contains("cx_pipeline_up") && !scraped.contains("cx_consumed_total"),
+        "the detector serves its own registry, not the pipeline's: {scraped}"
+    );
     let rows = alert_rows(&s).await;
     let states: Vec<&str> = rows
         .iter()

@@ -43,7 +43,13 @@ impl ClientContext for Ctx {
             // librdkafka's reasons name brokers, mechanisms and certificate problems, never
             // passwords.
             tracing::error!(%error, reason, "librdkafka error");
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+            // "All brokers are down" follows every refused handshake: keeping it would hide
+            // the reason (a refused certificate, bad credentials) that the one before named.
+            if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+            {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(reason.to_string());
+            }
         }
     }
 }
