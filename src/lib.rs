@@ -3,21 +3,22 @@
 //! and Prometheus.
 //!
 //! # Layout
-//! - [`config`]: TOML config, env overrides, `validate()` listing every bad key.
-//! - [`codec`]: Confluent wire format / bare Avro -> validated [`model`] events.
-//! - [`join`]: survey -> contact attribution state (bounded, deterministic).
-//! - [`window`]: tumbling windows over grouping sets; [`window::aggregate`] the mergeable
-//!   partial states (NPS, CSAT, AHT).
-//! - [`ingest`]: the one step both sources run: decode, validate, fold, route rejects.
-//! - [`pipeline`]: per-partition state tying clocks, join and windows together; no I/O.
-//! - [`delivery`]: how results leave so that each record counts once: the committer (rows
-//!   -> dead letters -> checkpoint -> commit), the checkpoint store (ownership epochs,
-//!   versions, SQL), the checkpoint format and its identity checks, dead letters.
-//! - [`source`]: the Kafka job's poll loop and the embedded demo.
-//! - [`sink`]: ClickHouse DDL, version adaptation, row types, batched inserts with retries.
-//! - [`metrics`]: Prometheus registry and the /metrics endpoint; [`internal_events`] every
-//!   occurrence the pipeline reports about itself, logged and counted in one place.
-//! - [`generator`]: seeded realistic events for demos, tests and benchmarks.
+//! Three floors; imports point down only (`tests/it/layering.rs` holds it, and
+//! docs/ARCHITECTURE.md maps every file).
+//!
+//! **Pure** (no I/O): [`model`], [`rng`], [`secret`], [`shutdown`], [`stats`] (NPS classes,
+//! intervals), [`codec`] (payload -> validated event), [`join`] (survey -> contact
+//! attribution), [`window`] (tumbling windows, partial states), [`pipeline`] (per-partition
+//! clocks, limits, dedup, the core), [`detect`] (the NPS-drop detector's algorithm),
+//! [`generator`] (seeded events).
+//!
+//! **I/O**: [`tls`], [`metrics`] (registries, /metrics), [`internal_events`] (every occurrence
+//! logged and counted in one place), [`sink`] (ClickHouse), [`delivery`] (rows -> dead
+//! letters -> checkpoint -> commit, fencing, the batch policy), [`ingest`] (the one ingest
+//! step), [`config`] (file -> validated settings), [`source`] (the Kafka poll loop, the
+//! registry client, the demo's feed).
+//!
+//! **App**: [`app`], one module per command, built from [`config::Validated`].
 //!
 //! # Delivery
 //! See [`delivery`] and docs/DELIVERY.md: per partition pair, rows are written, dead

@@ -3,14 +3,14 @@
 //! with CUSUM thresholds set from one weekly false-page budget for all segments together.
 //!
 //! # Layout
-//! - `stats`: class counts, the tilted mix, adjusted-Wald intervals, BH, Poisson intervals.
 //! - `segment`: segment keys and the parent rule.
 //! - `baseline`: hourly history and the daily baseline fit.
 //! - `cusum`: the test and its thresholds.
 //! - `detector`: the hourly state machine (pure; no clock, no I/O).
 //! - `alert`: what it emits.
-//! - `service`: reading ClickHouse and delivering (Alertmanager, Kafka, ClickHouse, gauges).
-//! - `sim`: the simulation harness with ground truth (`cx-pipeline simulate-detector`).
+//!
+//! The statistics it shares with the boards are in [`crate::stats`]; the service that reads
+//! ClickHouse and delivers alerts is `app::detect`, the simulation harness `app::simulate`.
 
 pub mod alert;
 pub mod baseline;
