@@ -6,6 +6,7 @@ pub mod avro;
 mod error;
 pub mod fast;
 pub mod fields;
+pub mod guard;
 
 pub use error::{DecodeError, Disposition};
 
@@ -284,9 +285,13 @@ impl Decoder {
             }
             Some(json) => match Schema::parse_str(&json) {
                 Err(e) => Err((1, e.to_string())),
-                Ok(w) => match SchemaCompatibility::can_read(&w, self.schemas.reader(stream)) {
+                // Decided once per schema: no datum of it may cost unbounded work.
+                Ok(w) => match guard::check(&w).map_err(|e| e.to_string()).and_then(|()| {
+                    SchemaCompatibility::can_read(&w, self.schemas.reader(stream))
+                        .map_err(|e| e.to_string())
+                }) {
                     Ok(()) => Ok(Arc::new(Writer::new(stream, Arc::new(w)))),
-                    Err(e) => Err((1, e.to_string())),
+                    Err(e) => Err((1, e)),
                 },
             },
         };

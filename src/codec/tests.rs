@@ -190,3 +190,113 @@ fn validation_names_the_field() {
         .unwrap_or_default();
     assert!(e.contains("ended_at"), "{e}");
 }
+
+/// A **stub** schema source standing in for the registry: every id is `json`. The real
+/// registry path is covered by the integration tests; here only the decoder's rules matter.
+struct OneSchema(String);
+
+impl SchemaSource for OneSchema {
+    fn fetch(&self, _id: u32) -> Result<Option<String>, Fetch> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// The survey contract with `field` added first, as a producer may register it.
+fn survey_schema_with_leading(field: serde_json::Value) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(SURVEY_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+    let Some(fields) = v.get_mut("fields").and_then(|f| f.as_array_mut()) else {
+        panic!("the survey schema has fields")
+    };
+    fields.insert(0, field);
+    v.to_string()
+}
+
+fn zigzag(n: i64) -> Vec<u8> {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut out = Vec::new();
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn hostile_decoder(schema: String) -> Decoder {
+    Decoder::new(
+        WireFormat::Confluent,
+        schemas(),
+        Some(Box::new(OneSchema(schema))),
+    )
+}
+
+/// The messages that once aborted or stalled the job: an added `array<null>` field with 40
+/// (or 100,000) blocks of 16,000,000 zero-width items, and an added recursive record nested
+/// 400,000 levels. Each is refused when its schema is resolved, without reading the datum.
+#[test]
+fn unbounded_writer_schemas_are_refused_once_per_id_not_read() {
+    let array_of_null = survey_schema_with_leading(serde_json::json!(
+        {"name": "pad", "type": {"type": "array", "items": "null"}}
+    ));
+    let recursive = survey_schema_with_leading(serde_json::json!(
+        {"name": "chain", "type": ["null", {"type": "record", "name": "Node",
+            "fields": [{"name": "next", "type": ["null", "Node"]}]}]}
+    ));
+    let block = zigzag(16_000_000);
+    let forty: Vec<u8> = (0..40).flat_map(|_| block.clone()).collect();
+    let many: Vec<u8> = (0..100_000).flat_map(|_| block.clone()).collect();
+    let mut nested = vec![2u8; 400_000]; // union branch 1 (Node), then `next` again ...
+    nested.push(0); // ... until a null
+    for (schema, datum, rule) in [
+        (array_of_null.clone(), forty, "zero-width"),
+        (array_of_null, many, "zero-width"),
+        (recursive, nested, "contains itself"),
+    ] {
+        let mut d = hostile_decoder(schema);
+        let payload = frame_confluent(77, &datum);
+        for _ in 0..2 {
+            match d.decode(Stream::Survey, &payload) {
+                Err(e @ DecodeError::IncompatibleSchema { .. }) => {
+                    assert_eq!(e.reason(), "incompatible_schema");
+                    assert_eq!(
+                        e.disposition(),
+                        Disposition::DeadLetter("incompatible_schema")
+                    );
+                    assert!(e.to_string().contains(rule), "{e}");
+                }
+                other => panic!("expected a refused schema, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A writer schema with a reused named type and real arrays is an ordinary evolution.
+#[test]
+fn bounded_evolutions_still_decode_through_the_schema_source() {
+    let evolved = survey_schema_with_leading(serde_json::json!(
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}
+    ));
+    let w = Schema::parse_str(&evolved).unwrap_or_else(|e| panic!("{e}"));
+    let s = survey();
+    let mut fields =
+        match avro::survey_value(&s, s.nps_score.map(i32::from), s.csat_score.map(i32::from)) {
+            apache_avro::types::Value::Record(f) => f,
+            other => panic!("{other:?}"),
+        };
+    fields.insert(
+        0,
+        (
+            "tags".into(),
+            apache_avro::types::Value::Array(vec![apache_avro::types::Value::String("vip".into())]),
+        ),
+    );
+    let datum = avro::encode(&w, apache_avro::types::Value::Record(fields))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut d = hostile_decoder(evolved);
+    let got = d.decode(Stream::Survey, &frame_confluent(78, &datum));
+    assert_eq!(got.ok(), Some(Event::Survey(s)));
+}
