@@ -76,6 +76,33 @@ fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
     }
 }
 
+/// A TOML error as it may be printed: file, line and column, and the parser's message,
+/// never the offending line itself, which may hold a secret (a password under a misspelled
+/// key, an unterminated string). A value the message quotes (a type mismatch) is redacted.
+fn parse_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
+    let span = e.span().and_then(|r| text.get(..r.start));
+    let mut message = e.message().to_string();
+    let at = match span {
+        Some(before) => {
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+            // The value on the offending line, if the message repeats it.
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line_text = text.get(line_start..).and_then(|t| t.lines().next());
+            let line_text = line_text.unwrap_or("");
+            if let Some((_, value)) = line_text.split_once('=') {
+                let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+                if !value.is_empty() && message.contains(value) {
+                    message = message.replace(value, "<redacted>");
+                }
+            }
+            format!(", line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    format!("{}{at}: {}", path.display(), message.trim_end())
+}
+
 impl Config {
     /// Reads a TOML file (or the defaults when `path` is None) and applies env overrides.
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
@@ -84,8 +111,7 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?
+                toml::from_str(&text).map_err(|e| ConfigError(vec![parse_error(p, &text, &e)]))?
             }
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;

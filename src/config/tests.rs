@@ -134,3 +134,42 @@ fn secrets_come_from_files_and_a_bad_file_names_the_variable_not_the_content() {
     assert!(e.contains("both set"), "{e}");
     assert!(!e.contains("from-a-file"), "{e}");
 }
+
+/// A config error names the file, line and column but never prints a secret, whatever the
+/// mistake: a misspelled password key, an unterminated string, a password of the wrong type.
+#[test]
+fn parse_errors_name_the_place_and_never_the_secret() {
+    const PLANTED: &str = "Planted-S3cret-9731";
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for (what, text, want) in [
+        (
+            "a misspelled key",
+            format!("[clickhouse]\nurl = \"http://h:8123\"\npasswrd = \"{PLANTED}\"\n"),
+            "passwrd",
+        ),
+        (
+            "an unterminated string",
+            format!("[clickhouse]\npassword = \"{PLANTED}\n"),
+            "line 2",
+        ),
+        (
+            "a password of the wrong type",
+            "[kafka]\nsasl_password = 97310042\n".to_string(),
+            "line 2",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let msg = Config::load(Some(&path))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("bad.toml") && msg.contains(want),
+            "{what}: {msg}"
+        );
+        for secret in [PLANTED, "97310042"] {
+            assert!(!msg.contains(secret), "{what}: the secret reached {msg}");
+        }
+    }
+}

@@ -119,7 +119,13 @@ impl ClickHouseSink {
             .query("SELECT version()")
             .fetch_one()
             .await
-            .map_err(|e| SinkError::Version(format!("{}: {}", cfg.url, chain(&e))))?;
+            .map_err(|e| {
+                SinkError::Version(format!(
+                    "{}: {}",
+                    crate::secret::redact_url(&cfg.url),
+                    chain(&e)
+                ))
+            })?;
         let parsed = parse_version(&version).ok_or_else(|| SinkError::Version(version.clone()))?;
         if parsed < MIN_VERSION {
             return Err(SinkError::TooOld { version });

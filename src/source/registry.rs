@@ -22,7 +22,7 @@ pub struct Registry {
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("base", &self.base)
+            .field("base", &crate::secret::redact_url(&self.base))
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +64,11 @@ impl Registry {
         }
     }
 
+    /// The base URL as it may appear in a message.
+    fn shown(&self) -> String {
+        crate::secret::redact_url(&self.base)
+    }
+
     /// Trusts a private CA (PEM file) for an `https://` registry, besides the system's roots.
     pub fn with_ca_file(mut self, ca_file: &str) -> Result<Self, crate::tls::TlsError> {
         let conn = crate::tls::https_connector(Some(ca_file), "codec.schema_registry_ca_file")?;
@@ -92,8 +97,8 @@ impl Registry {
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
-            .map_err(|_| format!("no answer from {} within {:?}", self.base, self.timeout))?
-            .map_err(|e| format!("{}: {e}", self.base))?;
+            .map_err(|_| format!("no answer from {} within {:?}", self.shown(), self.timeout))?
+            .map_err(|e| format!("{}: {e}", self.shown()))?;
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -120,7 +125,7 @@ impl Registry {
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Fetch::Denied(format!(
                 "{} answered {status} for schema id {id}",
-                self.base
+                self.shown()
             ))),
             s => Err(Fetch::Unavailable(format!(
                 "registry answered {s} for schema id {id}"

@@ -72,10 +72,7 @@ impl Alertmanager {
     pub fn new(url: &str) -> Result<Self, crate::tls::TlsError> {
         let conn = crate::tls::https_connector(None, "detector.alertmanager_url")?;
         let base = url.trim_end_matches('/').to_string();
-        let shown = match (base.find("://"), base.find('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &base[..s + 3], &base[at..]),
-            _ => base.clone(),
-        };
+        let shown = crate::secret::redact_url(&base);
         Ok(Alertmanager {
             base,
             shown,
