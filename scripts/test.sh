@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing (scripts/install-deps.sh), starts Apache
 # Kafka, the schema registry and ClickHouse on loopback (scripts/services.sh), runs every
-# test (unit, property, integration, the crash and rebalance battery), stops the services.
+# test (unit and property tests in a debug build and in release, integration, the crash and
+# rebalance battery), stops the services.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh crash` runs the tests whose name
 # contains "crash"; the integration suite is one binary, `--test it`).
 set -euo pipefail
@@ -17,4 +18,6 @@ source "$env_file"
 python3 tests/modern/check_ddl.py
 cargo build --release --locked --bin cx-pipeline
 python3 tests/deploy/check_deploy.py
+# Unit and property tests in a debug build too: overflow checks and debug_asserts on.
+cargo test --locked --lib "$@"
 cargo test --release --locked --lib --bins --tests "$@"
