@@ -27,9 +27,7 @@ fn datum(schema: &Schema, bytes: &[u8]) -> Result<Vec<(String, Value)>, DecodeEr
     }
     match v {
         Value::Record(fields) => Ok(fields),
-        other => Err(DecodeError::Avro(format!(
-            "expected a record, got {other:?}"
-        ))),
+        _ => Err(DecodeError::Avro("the datum is not a record".into())),
     }
 }
 

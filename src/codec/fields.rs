@@ -73,7 +73,17 @@ impl<'a> Rec<'_, 'a> {
     fn wrong(name: &'static str, v: Field<'_>) -> DecodeError {
         DecodeError::WrongType {
             field: name,
-            detail: format!("{v:?}").chars().take(60).collect(),
+            // The kind only: the value may be personal data (a comment) and would reach the
+            // dead-letter `error` header.
+            detail: match v {
+                Field::Str(_) => "a string",
+                Field::Long(_) => "a long",
+                Field::Int(_) => "an int",
+                Field::Sym(_) => "an enum symbol",
+                Field::Bool(_) => "a boolean",
+                Field::Other(_) => "a type no reader field accepts",
+            }
+            .into(),
         }
     }
 

@@ -67,6 +67,21 @@ pub struct DeadLetterProducer {
 /// Room left for key and headers under the producer's `message.max.bytes`.
 const KEY_AND_HEADERS: usize = 64 * 1024;
 
+/// Longest `error` header: the reason's detail names the field and the rule, never more.
+const MAX_ERROR_HEADER: usize = 512;
+
+/// `detail` cut to [`MAX_ERROR_HEADER`] bytes at a character boundary.
+fn bounded(detail: &str) -> &str {
+    if detail.len() <= MAX_ERROR_HEADER {
+        return detail;
+    }
+    let mut end = MAX_ERROR_HEADER;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
 impl DeadLetterProducer {
     pub fn new(client: &ClientConfig, topic: &str, max_bytes: usize) -> Result<Self, KafkaError> {
         let counter = Arc::new(DeliveryCounter::default());
@@ -99,7 +114,7 @@ impl DeadLetterProducer {
             })
             .insert(Header {
                 key: "error",
-                value: Some(d.detail.as_str()),
+                value: Some(bounded(&d.detail)),
             })
             .insert(Header {
                 key: "source_topic",
@@ -158,5 +173,17 @@ impl DeadLetterProducer {
             return Err(DeadLetterError::Undelivered(failed));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    #[test]
+    fn error_headers_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(400); // 800 bytes
+        let cut = super::bounded(&long);
+        assert!(cut.len() <= super::MAX_ERROR_HEADER && cut.len() >= super::MAX_ERROR_HEADER - 1);
+        assert!(long.starts_with(cut));
+        assert_eq!(super::bounded("short"), "short");
     }
 }
