@@ -7,7 +7,7 @@
 //! - an array of zero-width items (null, a record of nulls, `fixed(0)`): a block can claim
 //!   millions of items in a few bytes, and apache-avro materialises each one (16,000,000
 //!   per block aborted the process);
-//! - nesting deeper than [`MAX_SCHEMA_DEPTH`].
+//! - nesting deeper than [`MAX_SCHEMA_DEPTH`], counted through named references.
 //!
 //! Everything else costs at least one byte per item or level, so its work is bounded by the
 //! payload's size. The walk is linear in the schema's size: a reused named type is checked
@@ -33,7 +33,7 @@ pub enum Unbounded {
 
 /// Checks that every datum of `schema` costs work bounded by its size.
 pub fn check(schema: &Schema) -> Result<(), Unbounded> {
-    Walk::default().walk(schema, 0)
+    Walk::default().walk(schema, 0).map(|_| ())
 }
 
 #[derive(Default)]
@@ -42,6 +42,8 @@ struct Walk<'a> {
     defs: HashMap<String, (&'a Schema, Option<bool>)>,
     /// Named types being defined (the current path): a reference to one is recursion.
     open: Vec<String>,
+    /// The nesting height of each record defined so far.
+    heights: HashMap<String, usize>,
 }
 
 fn fullname(n: &Name) -> String {
@@ -49,48 +51,63 @@ fn fullname(n: &Name) -> String {
 }
 
 impl<'a> Walk<'a> {
-    fn walk(&mut self, s: &'a Schema, depth: usize) -> Result<(), Unbounded> {
+    /// The nesting a datum of `s` can reach, counted through named references (a type
+    /// defined shallow and referred to from deep inside another nests as deep as both).
+    fn walk(&mut self, s: &'a Schema, depth: usize) -> Result<usize, Unbounded> {
         if depth > MAX_SCHEMA_DEPTH {
             return Err(Unbounded::TooDeep);
         }
-        match s {
+        let height = match s {
             Schema::Record(r) => {
                 let n = fullname(&r.name);
                 self.defs.insert(n.clone(), (s, None));
-                self.open.push(n);
+                self.open.push(n.clone());
+                let mut h = 0;
                 for f in &r.fields {
-                    self.walk(&f.schema, depth + 1)?;
+                    h = h.max(self.walk(&f.schema, depth + 1)?);
                 }
                 self.open.pop();
+                self.heights.insert(n, h + 1);
+                h + 1
             }
             Schema::Enum(e) => {
                 self.defs.insert(fullname(&e.name), (s, None));
+                0
             }
             Schema::Fixed(f) => {
                 self.defs.insert(fullname(&f.name), (s, None));
+                0
             }
             Schema::Decimal(d) => self.walk(&d.inner, depth + 1)?,
             Schema::Array(a) => {
-                self.walk(&a.items, depth + 1)?;
+                let h = self.walk(&a.items, depth + 1)? + 1;
                 if self.zero_width(&a.items) {
                     return Err(Unbounded::ZeroWidthItems(describe(&a.items)));
                 }
+                h
             }
-            Schema::Map(m) => self.walk(&m.types, depth + 1)?,
+            Schema::Map(m) => self.walk(&m.types, depth + 1)? + 1,
             Schema::Union(u) => {
+                let mut h = 0;
                 for v in u.variants() {
-                    self.walk(v, depth + 1)?;
+                    h = h.max(self.walk(v, depth + 1)?);
                 }
+                h + 1
             }
             Schema::Ref { name } => {
                 let n = fullname(name);
                 if self.open.contains(&n) {
                     return Err(Unbounded::Recursive(n));
                 }
+                self.heights.get(&n).copied().unwrap_or(0)
             }
-            _ => {}
+            _ => 0,
+        };
+        // Checked at every node, so the zero-width test below never recurses deeper.
+        if height > MAX_SCHEMA_DEPTH {
+            return Err(Unbounded::TooDeep);
         }
-        Ok(())
+        Ok(height)
     }
 
     /// Whether a value of `s` can take no bytes at all. Map entries (a key) and union
@@ -204,5 +221,20 @@ mod tests {
             check(&parse(&record(&format!(r#"{{"name":"d","type":{deep}}}"#)))),
             Err(Unbounded::TooDeep)
         );
+        // The same depth built from sibling definitions, each holding the one before by
+        // name: every definition is shallow, a datum of the last is not.
+        let mut fields = vec![r#"{"name":"f0","type":{"type":"record","name":"A0","fields":[{"name":"x","type":"long"}]}}"#.to_string()];
+        for i in 1..=(MAX_SCHEMA_DEPTH + 1) {
+            fields.push(format!(
+                r#"{{"name":"f{i}","type":{{"type":"record","name":"A{i}","fields":[{{"name":"x","type":"A{}"}}]}}}}"#,
+                i - 1
+            ));
+        }
+        assert_eq!(
+            check(&parse(&record(&fields.join(",")))),
+            Err(Unbounded::TooDeep)
+        );
+        // A short chain of the same shape is fine.
+        assert_eq!(check(&parse(&record(&fields[..4].join(",")))), Ok(()));
     }
 }
