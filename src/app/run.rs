@@ -34,7 +34,9 @@ pub fn run(
             runtime: rt.handle().clone(),
         }) as Box<dyn SchemaSource>
     });
-    let decoder = Decoder::new(v.codec.format, schemas, source);
+    let decoder = Decoder::new(v.codec.format, schemas, source)
+        .budget(v.codec.budget())
+        .lookups(v.codec.lookups());
     let mut job = KafkaJob {
         settings: v,
         metrics,

@@ -14,6 +14,9 @@ pub enum DecodeError {
     UnknownSchemaId(u32),
     #[error("schema registry request failed: {0}")]
     Registry(String),
+    /// Past `codec.schema_lookups_per_second` for the topic: asked again in `retry_in_ms`.
+    #[error("looking up schema id {id} waits {retry_in_ms} ms (codec.schema_lookups_per_second)")]
+    LookupThrottled { id: u32, retry_in_ms: u64 },
     #[error(
         "schema registry refused the request ({0}): check codec.schema_registry_user and \
          CXP_SCHEMA_REGISTRY_PASSWORD, and that this user may read schemas"
@@ -39,6 +42,13 @@ pub enum DecodeError {
     UnknownSymbol { field: &'static str, symbol: String },
     #[error("field `{field}` has the wrong type: {detail}")]
     WrongType { field: &'static str, detail: String },
+    /// Well-formed, perhaps, but past what one message may cost (`codec::budget`).
+    #[error("resource limit {limit} = {max} exceeded: {detail}")]
+    ResourceLimit {
+        limit: &'static str,
+        max: u64,
+        detail: String,
+    },
 }
 
 impl DecodeError {
@@ -49,6 +59,7 @@ impl DecodeError {
             DecodeError::BadMagic(_) => "bad_magic_byte",
             DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
             DecodeError::Registry(_) => "schema_registry_unavailable",
+            DecodeError::LookupThrottled { .. } => "schema_lookup_throttled",
             DecodeError::RegistryAuth(_) => "schema_registry_auth",
             DecodeError::IncompatibleSchema { .. } => "incompatible_schema",
             DecodeError::Avro(_) | DecodeError::Trailing(_) => "malformed_avro",
@@ -56,6 +67,7 @@ impl DecodeError {
             DecodeError::OutOfRange { .. } => "out_of_range",
             DecodeError::UnknownSymbol { .. } => "unknown_enum_symbol",
             DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::ResourceLimit { .. } => "resource_limit",
         }
     }
 
@@ -63,11 +75,25 @@ impl DecodeError {
     pub fn disposition(&self) -> Disposition {
         match self {
             // A registry outage is not the message's fault: retry instead of dead-lettering.
-            DecodeError::Registry(_) => Disposition::Retry,
+            // Neither is a throttled lookup: which messages count must not depend on how
+            // fast they came.
+            DecodeError::Registry(_) | DecodeError::LookupThrottled { .. } => Disposition::Retry,
             // Wrong credentials or permissions fail every message alike and retrying cannot
             // fix them: stop with the message instead of stalling silently.
             DecodeError::RegistryAuth(_) => Disposition::Stop,
             other => Disposition::DeadLetter(other.reason()),
+        }
+    }
+}
+
+impl DecodeError {
+    /// For a retried message: when it is worth trying again, if this error knows.
+    pub fn retry_in(&self) -> Option<std::time::Duration> {
+        match self {
+            DecodeError::LookupThrottled { retry_in_ms, .. } => {
+                Some(std::time::Duration::from_millis(*retry_in_ms))
+            }
+            _ => None,
         }
     }
 }

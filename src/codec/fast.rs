@@ -60,9 +60,16 @@ impl Plan {
         Some(Plan { fields })
     }
 
-    /// The datum's reader slots, or None to defer to apache-avro.
-    pub fn read<'a>(&'a self, bytes: &'a [u8]) -> Option<Slots<'a>> {
-        let mut c = Cursor { b: bytes, pos: 0 };
+    /// The datum's reader slots, or None to defer to apache-avro (which first walks the
+    /// datum within the same budget, `budget.rs`, so a datum refused here for holding more
+    /// than `max_values` values is refused there too, with the limit named).
+    pub fn read<'a>(&'a self, bytes: &'a [u8], max_values: u64) -> Option<Slots<'a>> {
+        let mut c = Cursor {
+            b: bytes,
+            pos: 0,
+            values: 0,
+            max_values,
+        };
         let mut slots: Slots<'a> = [None; MAX_FIELDS];
         for (slot, w) in &self.fields {
             match slot {
@@ -117,6 +124,9 @@ static OTHER: &str = "<float, double, bytes, fixed, array, map or record>";
 struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
+    /// Values read or skipped so far, counted as `budget.rs` counts them.
+    values: u64,
+    max_values: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -160,6 +170,7 @@ impl<'a> Cursor<'a> {
 
     /// A value for a reader slot: Some(None) is null.
     fn value<'p: 'a>(&mut self, w: &'p W) -> Option<Option<Field<'a>>> {
+        self.count()?;
         Some(Some(match w {
             W::Null => return Some(None),
             W::Boolean => match self.take(1)? {
@@ -193,8 +204,15 @@ impl<'a> Cursor<'a> {
         }))
     }
 
+    #[inline]
+    fn count(&mut self) -> Option<()> {
+        self.values += 1;
+        (self.values <= self.max_values).then_some(())
+    }
+
     /// Steps over a value the reader does not want, checking it as apache-avro would.
     fn skip(&mut self, w: &W) -> Option<()> {
+        self.count()?;
         match w {
             W::Null => {}
             W::Boolean => {
@@ -252,14 +270,12 @@ impl<'a> Cursor<'a> {
             if n == 0 {
                 return Some(());
             }
-            let count = if n < 0 {
+            if n < 0 {
                 self.long()?;
-                n.checked_neg()?
-            } else {
-                n
-            };
-            // The same bound apache-avro puts on a block count; past it, it reports the error.
-            if count > super::MAX_AVRO_ALLOCATION as i64 {
+            }
+            // Every admitted item takes a byte: a bigger claim is malformed (`budget.rs`).
+            let count = n.unsigned_abs();
+            if count > self.b.len().saturating_sub(self.pos) as u64 {
                 return None;
             }
             for _ in 0..count {

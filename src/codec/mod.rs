@@ -3,18 +3,20 @@
 //! id) and bare Avro datums written with the local schemas in `schemas/`.
 
 pub mod avro;
+pub mod budget;
+mod cache;
 mod error;
 pub mod fast;
 pub mod fields;
 pub mod guard;
 
+pub use budget::Budget;
+pub use cache::{LookupPolicy, LookupStats};
 pub use error::{DecodeError, Disposition};
 
 use crate::model::{Event, Stream};
-use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
 
@@ -108,10 +110,15 @@ impl Schemas {
 pub struct Writer {
     schema: Arc<Schema>,
     plan: Option<fast::Plan>,
+    budget: Budget,
 }
 
 impl Writer {
     pub fn new(stream: Stream, schema: Arc<Schema>) -> Self {
+        Self::with_budget(stream, schema, Budget::default())
+    }
+
+    pub fn with_budget(stream: Stream, schema: Arc<Schema>, budget: Budget) -> Self {
         let names: &[&str] = match stream {
             Stream::Survey => &fields::SURVEY_FIELDS,
             Stream::Interaction => &fields::INTERACTION_FIELDS,
@@ -119,6 +126,7 @@ impl Writer {
         Writer {
             plan: fast::Plan::compile(&schema, names),
             schema,
+            budget,
         }
     }
 
@@ -130,7 +138,8 @@ impl Writer {
     /// Fast path when the plan reads the datum and it validates; otherwise apache-avro, so
     /// every error is the reference decoder's own.
     pub fn decode(&self, stream: Stream, datum: &[u8]) -> Result<Event, DecodeError> {
-        if let Some(slots) = self.plan.as_ref().and_then(|p| p.read(datum)) {
+        let max = self.budget.max_values;
+        if let Some(slots) = self.plan.as_ref().and_then(|p| p.read(datum, max)) {
             let ev = match stream {
                 Stream::Survey => fields::survey(&slots).map(Event::Survey),
                 Stream::Interaction => fields::interaction(&slots).map(Event::Interaction),
@@ -143,7 +152,9 @@ impl Writer {
     }
 
     /// apache-avro's value path only: the source of truth the fast path is tested against.
+    /// It runs only on a datum the bounded walk read whole within the budget.
     pub fn decode_reference(&self, stream: Stream, datum: &[u8]) -> Result<Event, DecodeError> {
+        budget::check(&self.schema, datum, &self.budget)?;
         match stream {
             Stream::Survey => avro::decode_survey(&self.schema, datum).map(Event::Survey),
             Stream::Interaction => {
@@ -152,10 +163,6 @@ impl Writer {
         }
     }
 }
-
-/// A writer schema ready to use, or why it cannot be used
-/// (0 = unknown id, 1 = incompatible, with the detail).
-type CachedSchema = Result<Arc<Writer>, (u8, String)>;
 
 /// Why a writer schema could not be fetched, classified once where the request was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,12 +185,9 @@ pub struct Decoder {
     format: WireFormat,
     schemas: Schemas,
     registry: Option<Box<dyn SchemaSource>>,
-    /// Writer schema per (stream, id), checked once against the reader schema.
-    cache: HashMap<(Stream, u32), CachedSchema>,
-    /// When each unknown id was last asked for: asked again after `unknown_ttl`, since a
-    /// producer may register its schema after its first message arrived.
-    unknown_at: HashMap<(Stream, u32), std::time::Instant>,
-    unknown_ttl: std::time::Duration,
+    /// Writer schemas per (stream, id), bounded and fetched at a bounded rate.
+    cache: cache::Cache,
+    budget: Budget,
     /// The reader schemas as writers, for bare Avro.
     local: [Arc<Writer>; 2],
     /// Decode with apache-avro only (for benchmarks and agreement tests).
@@ -199,28 +203,40 @@ impl Decoder {
         AVRO_LIMIT.call_once(|| {
             apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         });
-        let local = [
-            Arc::new(Writer::new(Stream::Survey, schemas.survey.clone())),
-            Arc::new(Writer::new(
-                Stream::Interaction,
-                schemas.interaction.clone(),
-            )),
-        ];
+        let budget = Budget::default();
         Decoder {
             format,
+            local: local_writers(&schemas, budget),
             schemas,
             registry,
-            cache: HashMap::new(),
-            unknown_at: HashMap::new(),
-            unknown_ttl: std::time::Duration::from_secs(60),
-            local,
+            cache: cache::Cache::new(LookupPolicy::default(), Arc::new(std::time::Instant::now)),
+            budget,
             reference_only: false,
         }
     }
 
+    /// What one message may cost (`codec.max_message_bytes`, `codec.max_values_per_message`).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self.local = local_writers(&self.schemas, budget);
+        self
+    }
+
+    /// How writer schemas are looked up and how many are kept.
+    pub fn lookups(mut self, policy: LookupPolicy) -> Self {
+        self.cache = cache::Cache::new(policy, self.cache.now.clone());
+        self
+    }
+
     /// How long an id the registry did not know stays unknown before it is asked again.
     pub fn unknown_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.unknown_ttl = ttl;
+        self.cache.policy.unknown_ttl = ttl;
+        self
+    }
+
+    /// Replaces the cache's clock (tests of the rate limit move time by hand).
+    pub fn clock(mut self, now: Arc<dyn Fn() -> std::time::Instant + Send + Sync>) -> Self {
+        self.cache = cache::Cache::new(self.cache.policy, now);
         self
     }
 
@@ -230,18 +246,24 @@ impl Decoder {
         self
     }
 
+    /// Lookups, throttles and evictions so far, for the metrics.
+    pub fn lookup_stats(&self) -> LookupStats {
+        self.cache.stats
+    }
+
     /// Seeds the writer-schema cache; used by tests and by the generator's round trip.
     pub fn preload(&mut self, stream: Stream, id: u32, schema: Arc<Schema>) {
-        self.cache
-            .insert((stream, id), Ok(Arc::new(Writer::new(stream, schema))));
+        let w = Writer::with_budget(stream, schema, self.budget);
+        self.cache.insert_ready(stream, id, w);
     }
 
     /// Seeds the cache with an id the registry does not know.
     pub fn preload_unknown(&mut self, stream: Stream, id: u32) {
-        self.cache.insert((stream, id), Err((0, String::new())));
+        self.cache.insert_unknown(stream, id);
     }
 
     pub fn decode(&mut self, stream: Stream, payload: &[u8]) -> Result<Event, DecodeError> {
+        self.budget.check_size(payload.len())?;
         let (writer, datum) = match self.format {
             WireFormat::Avro => (self.local[stream as usize].clone(), payload),
             WireFormat::Confluent => {
@@ -258,60 +280,25 @@ impl Decoder {
 
     /// The writer for a schema id, fetched and checked on first use.
     pub fn writer(&mut self, stream: Stream, id: u32) -> Result<Arc<Writer>, DecodeError> {
-        let expired = self
-            .unknown_at
-            .get(&(stream, id))
-            .is_some_and(|t| t.elapsed() >= self.unknown_ttl);
-        if let Some(cached) = self.cache.get(&(stream, id)).filter(|_| !expired) {
-            return cached
-                .clone()
-                .map_err(|(kind, detail)| cached_error(kind, id, stream, detail));
-        }
-        let Some(registry) = &self.registry else {
-            return Err(DecodeError::Registry(
-                "no schema registry configured".into(),
-            ));
-        };
-        // Not cached on failure: the registry may be back for the next message.
-        let json = registry.fetch(id).map_err(|e| match e {
-            Fetch::Denied(d) => DecodeError::RegistryAuth(d),
-            Fetch::Unavailable(d) => DecodeError::Registry(d),
-        })?;
-        let entry = match json {
-            None => {
-                self.unknown_at
-                    .insert((stream, id), std::time::Instant::now());
-                Err((0, String::new()))
-            }
-            Some(json) => match Schema::parse_str(&json) {
-                Err(e) => Err((1, e.to_string())),
-                // Decided once per schema: no datum of it may cost unbounded work.
-                Ok(w) => match guard::check(&w).map_err(|e| e.to_string()).and_then(|()| {
-                    SchemaCompatibility::can_read(&w, self.schemas.reader(stream))
-                        .map_err(|e| e.to_string())
-                }) {
-                    Ok(()) => Ok(Arc::new(Writer::new(stream, Arc::new(w)))),
-                    Err(e) => Err((1, e)),
-                },
-            },
-        };
-        self.cache.insert((stream, id), entry.clone());
-        entry.map_err(|(kind, detail)| cached_error(kind, id, stream, detail))
+        let registry = self.registry.as_deref();
+        self.cache
+            .writer(stream, id, registry, &self.schemas, self.budget)
     }
 }
 
-fn cached_error(kind: u8, id: u32, stream: Stream, detail: String) -> DecodeError {
-    match kind {
-        0 => DecodeError::UnknownSchemaId(id),
-        _ => DecodeError::IncompatibleSchema {
-            id,
-            record: match stream {
-                Stream::Survey => "SurveyResponse",
-                Stream::Interaction => "SupportInteraction",
-            },
-            detail,
-        },
-    }
+fn local_writers(schemas: &Schemas, budget: Budget) -> [Arc<Writer>; 2] {
+    [
+        Arc::new(Writer::with_budget(
+            Stream::Survey,
+            schemas.survey.clone(),
+            budget,
+        )),
+        Arc::new(Writer::with_budget(
+            Stream::Interaction,
+            schemas.interaction.clone(),
+            budget,
+        )),
+    ]
 }
 
 /// Splits the Confluent framing: magic byte 0, then a big-endian schema id.
@@ -338,3 +325,6 @@ mod tests;
 
 #[cfg(test)]
 mod agreement;
+
+#[cfg(test)]
+mod budget_tests;

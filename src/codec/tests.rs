@@ -1,7 +1,8 @@
 use super::*;
 use crate::model::{Interaction, Survey};
+use apache_avro::schema_compatibility::SchemaCompatibility;
 
-fn survey() -> Survey {
+pub(super) fn survey() -> Survey {
     Survey {
         response_id: "r1".into(),
         customer_id: "c1".into(),
@@ -37,7 +38,7 @@ fn interaction() -> Interaction {
     }
 }
 
-fn schemas() -> Schemas {
+pub(super) fn schemas() -> Schemas {
     Schemas::embedded().unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -49,7 +50,7 @@ fn confluent_decoder() -> Decoder {
     d
 }
 
-fn survey_bytes(s: &Survey) -> Vec<u8> {
+pub(super) fn survey_bytes(s: &Survey) -> Vec<u8> {
     let v = avro::survey_value(s, s.nps_score.map(i32::from), s.csat_score.map(i32::from));
     avro::encode(&schemas().survey, v).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -193,7 +194,7 @@ fn validation_names_the_field() {
 
 /// A **stub** schema source standing in for the registry: every id is `json`. The real
 /// registry path is covered by the integration tests; here only the decoder's rules matter.
-struct OneSchema(String);
+pub(super) struct OneSchema(pub(super) String);
 
 impl SchemaSource for OneSchema {
     fn fetch(&self, _id: u32) -> Result<Option<String>, Fetch> {
@@ -202,7 +203,7 @@ impl SchemaSource for OneSchema {
 }
 
 /// The survey contract with `field` added first, as a producer may register it.
-fn survey_schema_with_leading(field: serde_json::Value) -> String {
+pub(super) fn survey_schema_with_leading(field: serde_json::Value) -> String {
     let mut v: serde_json::Value =
         serde_json::from_str(SURVEY_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
     let Some(fields) = v.get_mut("fields").and_then(|f| f.as_array_mut()) else {
@@ -212,7 +213,7 @@ fn survey_schema_with_leading(field: serde_json::Value) -> String {
     v.to_string()
 }
 
-fn zigzag(n: i64) -> Vec<u8> {
+pub(super) fn zigzag(n: i64) -> Vec<u8> {
     let mut z = ((n << 1) ^ (n >> 63)) as u64;
     let mut out = Vec::new();
     loop {
@@ -226,7 +227,7 @@ fn zigzag(n: i64) -> Vec<u8> {
     }
 }
 
-fn hostile_decoder(schema: String) -> Decoder {
+pub(super) fn hostile_decoder(schema: String) -> Decoder {
     Decoder::new(
         WireFormat::Confluent,
         schemas(),

@@ -1,6 +1,6 @@
 //! The `[kafka]` and `[codec]` sections: where the job reads and how payloads are framed.
 
-use crate::codec::WireFormat;
+use crate::codec::{Budget, LookupPolicy, WireFormat};
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -130,6 +130,14 @@ pub struct CodecConfig {
     pub schema_registry_ca_file: Option<String>,
     /// Directory with the reader schemas; the embedded copies when unset.
     pub schemas_dir: Option<PathBuf>,
+    /// A bigger payload is dead-lettered as `resource_limit` unread.
+    pub max_message_bytes: usize,
+    /// Fields, items, entries and branches one datum may hold (`codec::budget`).
+    pub max_values_per_message: u64,
+    /// Registry requests per second per topic for ids not yet cached; more wait their turn.
+    pub schema_lookups_per_second: f64,
+    /// Writer schemas (and unknown ids) kept; the least recently used goes first.
+    pub max_cached_schemas: usize,
 }
 
 impl Default for CodecConfig {
@@ -141,6 +149,10 @@ impl Default for CodecConfig {
             schema_registry_password: None,
             schema_registry_ca_file: None,
             schemas_dir: None,
+            max_message_bytes: Budget::default().max_message_bytes,
+            max_values_per_message: Budget::default().max_values,
+            schema_lookups_per_second: LookupPolicy::default().per_second,
+            max_cached_schemas: LookupPolicy::default().max_cached,
         }
     }
 }
@@ -153,6 +165,35 @@ impl CodecConfig {
             errs.push(
                 "codec.schema_registry_url is required when codec.format = \"confluent\"".into(),
             );
+        }
+        if self.max_message_bytes == 0 {
+            errs.push("codec.max_message_bytes must be > 0".into());
+        }
+        if self.max_values_per_message == 0 {
+            errs.push("codec.max_values_per_message must be > 0".into());
+        }
+        if !(self.schema_lookups_per_second.is_finite() && self.schema_lookups_per_second > 0.0) {
+            errs.push("codec.schema_lookups_per_second must be a number > 0".into());
+        }
+        if self.max_cached_schemas == 0 {
+            errs.push("codec.max_cached_schemas must be > 0".into());
+        }
+    }
+
+    /// What one message may cost to decode.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_message_bytes: self.max_message_bytes,
+            max_values: self.max_values_per_message,
+        }
+    }
+
+    /// How writer schemas are looked up and kept.
+    pub fn lookups(&self) -> LookupPolicy {
+        LookupPolicy {
+            per_second: self.schema_lookups_per_second,
+            max_cached: self.max_cached_schemas,
+            ..LookupPolicy::default()
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::codec::{DecodeError, Decoder, Disposition};
 use crate::internal_events::{
-    DeadLettered, DecodeFailed, Duplicate, InternalEvent, LateRevision, TooLate,
+    DeadLettered, DecodeFailed, Duplicate, InternalEvent, LateRevision, SchemaLookups, TooLate,
 };
 use crate::metrics::Metrics;
 use crate::model::{Event, Stream};
@@ -40,6 +40,8 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     topics: [String; 2],
     pub tally: Tally,
+    /// The decoder's lookup counts when last published.
+    lookups: crate::codec::LookupStats,
 }
 
 impl Ingest {
@@ -48,6 +50,7 @@ impl Ingest {
             metrics,
             topics,
             tally: Tally::default(),
+            lookups: Default::default(),
         }
     }
 
@@ -61,7 +64,18 @@ impl Ingest {
         core: &mut Core,
         m: &Message<'_>,
     ) -> Result<Option<Reject>, DecodeError> {
-        let decoded = match decoder.decode(m.stream, m.payload) {
+        let decoded = decoder.decode(m.stream, m.payload);
+        let lookups = decoder.lookup_stats();
+        if lookups != self.lookups {
+            let before = std::mem::replace(&mut self.lookups, lookups);
+            SchemaLookups {
+                topics: &self.topics,
+                before,
+                now: lookups,
+            }
+            .emit(&self.metrics);
+        }
+        let decoded = match decoded {
             Err(e) if !matches!(e.disposition(), Disposition::DeadLetter(_)) => return Err(e),
             other => other,
         };

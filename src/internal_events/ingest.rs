@@ -96,3 +96,29 @@ impl InternalEvent for RegistryUnavailable<'_> {
         m.registry_retries.with_label_values(&[self.topic]).inc();
     }
 }
+
+/// The decoder's writer-schema lookups moved: published as deltas of its cumulative counts.
+pub struct SchemaLookups<'a> {
+    pub topics: &'a [String; 2],
+    pub before: crate::codec::LookupStats,
+    pub now: crate::codec::LookupStats,
+}
+
+impl InternalEvent for SchemaLookups<'_> {
+    fn emit(self, m: &Metrics) {
+        for (i, topic) in self.topics.iter().enumerate() {
+            let requested = self.now.requests[i].saturating_sub(self.before.requests[i]);
+            let throttled = self.now.throttled[i].saturating_sub(self.before.throttled[i]);
+            m.schema_lookups
+                .with_label_values(&[topic, "requested"])
+                .inc_by(requested);
+            m.schema_lookups
+                .with_label_values(&[topic, "throttled"])
+                .inc_by(throttled);
+        }
+        m.schema_cache_evictions
+            .inc_by(self.now.evicted.saturating_sub(self.before.evicted));
+        m.schema_cache_entries
+            .set(i64::try_from(self.now.cached).unwrap_or(i64::MAX));
+    }
+}

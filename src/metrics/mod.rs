@@ -43,6 +43,11 @@ pub struct Metrics {
     pub epoch: IntGaugeVec,
     /// Registry lookups that failed transiently; the message waits and is tried again.
     pub registry_retries: IntCounterVec,
+    /// Writer-schema lookups by topic and outcome: `requested` (a registry request) or
+    /// `throttled` (past `codec.schema_lookups_per_second`, the message waits its turn).
+    pub schema_lookups: IntCounterVec,
+    pub schema_cache_entries: IntGauge,
+    pub schema_cache_evictions: IntCounter,
     pub flush_seconds: Histogram,
     pub responses: IntCounterVec,
     pub nps_answers: IntCounterVec,
@@ -205,6 +210,22 @@ impl Metrics {
                 "cx_registry_retries_total",
                 "Schema lookups that failed transiently and wait to be tried again",
                 &["topic"],
+            ),
+            schema_lookups: counter(
+                &r,
+                "cx_schema_lookups_total",
+                "Writer-schema lookups of uncached ids: requested from the registry, or throttled (the message waits)",
+                &["topic", "outcome"],
+            ),
+            schema_cache_entries: single_gauge(
+                &r,
+                "cx_schema_cache_entries",
+                "Writer schemas and unknown ids held by the decoder (capped by codec.max_cached_schemas)",
+            ),
+            schema_cache_evictions: single_counter(
+                &r,
+                "cx_schema_cache_evictions_total",
+                "Writer schemas evicted from the full cache (fetched again when next used)",
             ),
             flush_seconds: register(
                 &r,

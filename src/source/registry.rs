@@ -11,6 +11,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
+/// The largest registry answer read (a schema, or the answer to registering one).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct Registry {
     base: String,
@@ -100,11 +103,12 @@ impl Registry {
             .map_err(|_| format!("no answer from {} within {:?}", self.shown(), self.timeout))?
             .map_err(|e| format!("{}: {e}", self.shown()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
+        // A schema is a few KB; the cap keeps a hostile or broken registry answer from
+        // exhausting memory before it is parsed.
+        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{}: answer refused: {e}", self.shown()))?
             .to_bytes();
         Ok((status, bytes))
     }

@@ -14,6 +14,7 @@ mod detector_sim;
 mod e2e;
 mod fencing;
 mod group;
+mod hostile;
 mod identity;
 mod layering;
 mod metrics;

@@ -41,14 +41,22 @@ impl Run<'_> {
         key: Option<&[u8]>,
         e: &DecodeError,
     ) -> Result<(), JobError> {
-        RegistryUnavailable {
-            topic: &self.topics[m.stream as usize],
-            partition: m.partition,
-            offset: m.offset,
-            error: e,
-            retry_in: self.hold_backoff,
-        }
-        .emit(&self.job.metrics);
+        // A throttled lookup says when its turn comes, and is counted by the decoder's
+        // lookup metrics; anything else is the registry failing.
+        let backoff = match e.retry_in() {
+            Some(turn) => turn,
+            None => {
+                RegistryUnavailable {
+                    topic: &self.topics[m.stream as usize],
+                    partition: m.partition,
+                    offset: m.offset,
+                    error: e,
+                    retry_in: self.hold_backoff,
+                }
+                .emit(&self.job.metrics);
+                self.hold_backoff
+            }
+        };
         let tpl = self.pause_tpl(m.stream, m.partition)?;
         self.consumer.pause(&tpl)?;
         self.held.insert(
@@ -58,8 +66,8 @@ impl Run<'_> {
                 timestamp_ms: m.timestamp_ms,
                 payload: m.payload.to_vec(),
                 key: key.map(<[u8]>::to_vec),
-                next_try: Instant::now() + self.hold_backoff,
-                backoff: self.hold_backoff,
+                next_try: Instant::now() + backoff,
+                backoff,
             },
         );
         Ok(())
