@@ -79,3 +79,32 @@ fn details_never_quote_a_comment() {
         .unwrap_or_default();
     assert!(!r.contains("personal"), "{r}");
 }
+
+#[test]
+fn the_decoders_lookup_counts_are_published_as_deltas() {
+    use crate::codec::LookupStats;
+    let m = Metrics::new(10);
+    let topics = ["surveys".to_string(), "contacts".to_string()];
+    let mut before = LookupStats::default();
+    for (requests, throttled, evicted, cached) in [(3, 1, 0, 3), (5, 4, 2, 3)] {
+        let now = LookupStats {
+            requests: [requests, 1],
+            throttled: [throttled, 0],
+            evicted,
+            cached,
+        };
+        SchemaLookups {
+            topics: &topics,
+            before,
+            now,
+        }
+        .emit(&m);
+        before = now;
+    }
+    let get = |t: &str, o: &str| m.schemas.lookups.with_label_values(&[t, o]).get();
+    assert_eq!(get("surveys", "requested"), 5);
+    assert_eq!(get("surveys", "throttled"), 4);
+    assert_eq!(get("contacts", "requested"), 1);
+    assert_eq!(m.schemas.cache_evictions.get(), 2);
+    assert_eq!(m.schemas.cache_entries.get(), 3);
+}

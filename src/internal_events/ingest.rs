@@ -109,16 +109,20 @@ impl InternalEvent for SchemaLookups<'_> {
         for (i, topic) in self.topics.iter().enumerate() {
             let requested = self.now.requests[i].saturating_sub(self.before.requests[i]);
             let throttled = self.now.throttled[i].saturating_sub(self.before.throttled[i]);
-            m.schema_lookups
+            m.schemas
+                .lookups
                 .with_label_values(&[topic, "requested"])
                 .inc_by(requested);
-            m.schema_lookups
+            m.schemas
+                .lookups
                 .with_label_values(&[topic, "throttled"])
                 .inc_by(throttled);
         }
-        m.schema_cache_evictions
+        m.schemas
+            .cache_evictions
             .inc_by(self.now.evicted.saturating_sub(self.before.evicted));
-        m.schema_cache_entries
+        m.schemas
+            .cache_entries
             .set(i64::try_from(self.now.cached).unwrap_or(i64::MAX));
     }
 }

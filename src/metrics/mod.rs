@@ -4,11 +4,13 @@
 
 mod business;
 pub mod detector;
+mod schemas;
 pub mod server;
 mod sink;
 
 pub use business::Business;
 pub use detector::DetectorMetrics;
+pub use schemas::SchemaMetrics;
 pub use server::Exposition;
 pub use sink::SinkMetrics;
 
@@ -43,11 +45,8 @@ pub struct Metrics {
     pub epoch: IntGaugeVec,
     /// Registry lookups that failed transiently; the message waits and is tried again.
     pub registry_retries: IntCounterVec,
-    /// Writer-schema lookups by topic and outcome: `requested` (a registry request) or
-    /// `throttled` (past `codec.schema_lookups_per_second`, the message waits its turn).
-    pub schema_lookups: IntCounterVec,
-    pub schema_cache_entries: IntGauge,
-    pub schema_cache_evictions: IntCounter,
+    /// The decoder's writer-schema lookups and cache.
+    pub schemas: SchemaMetrics,
     pub flush_seconds: Histogram,
     pub responses: IntCounterVec,
     pub nps_answers: IntCounterVec,
@@ -87,7 +86,7 @@ pub(crate) fn single_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     )
 }
 
-fn single_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn single_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     register(
         r,
         IntCounter::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")),
@@ -211,22 +210,7 @@ impl Metrics {
                 "Schema lookups that failed transiently and wait to be tried again",
                 &["topic"],
             ),
-            schema_lookups: counter(
-                &r,
-                "cx_schema_lookups_total",
-                "Writer-schema lookups of uncached ids: requested from the registry, or throttled (the message waits)",
-                &["topic", "outcome"],
-            ),
-            schema_cache_entries: single_gauge(
-                &r,
-                "cx_schema_cache_entries",
-                "Writer schemas and unknown ids held by the decoder (capped by codec.max_cached_schemas)",
-            ),
-            schema_cache_evictions: single_counter(
-                &r,
-                "cx_schema_cache_evictions_total",
-                "Writer schemas evicted from the full cache (fetched again when next used)",
-            ),
+            schemas: SchemaMetrics::new(&r),
             flush_seconds: register(
                 &r,
                 Histogram::with_opts(HistogramOpts::new(
