@@ -2,7 +2,7 @@
 # The whole test suite: installs what is missing (scripts/install-deps.sh), starts Apache
 # Kafka, the schema registry and ClickHouse on loopback (scripts/services.sh), runs every
 # test (unit and property tests in a debug build and in release, integration, the crash and
-# rebalance battery), stops the services.
+# rebalance battery, 60 s of fuzzing per target: scripts/fuzz.sh), stops the services.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh crash` runs the tests whose name
 # contains "crash"; the integration suite is one binary, `--test it`).
 set -euo pipefail
@@ -21,3 +21,7 @@ python3 tests/deploy/check_deploy.py
 # Unit and property tests in a debug build too: overflow checks and debug_asserts on.
 cargo test --locked --lib "$@"
 cargo test --release --locked --lib --bins --tests "$@"
+# The whole suite (no filter) also fuzzes each target for a bounded time.
+if [ $# -eq 0 ]; then
+  scripts/fuzz.sh "${CXP_FUZZ_SECONDS:-60}"
+fi

@@ -236,3 +236,30 @@ fn the_local_avro_format_obeys_the_same_budget() {
     let e = d.decode(Stream::Survey, &survey_bytes(&survey()));
     assert_eq!(limit_of(e), "codec.max_values_per_message");
 }
+
+/// Found by the `decode` fuzz target: apache-avro 0.20 panics (an `unwrap` in `Name::parse`)
+/// on a record whose name is not an Avro name. A producer can register one; the schema is
+/// refused and the message dead-lettered, the job goes on.
+#[test]
+fn a_schema_apache_avro_panics_on_is_refused_not_fatal() {
+    let bad = SURVEY_SCHEMA.replacen(
+        r#""name": "SurveyResponse""#,
+        r#""name": "Sury. Topic: x""#,
+        1,
+    );
+    assert_ne!(
+        bad, SURVEY_SCHEMA,
+        "the contract names its record SurveyResponse"
+    );
+    let mut d = hostile_decoder(bad);
+    let e = d.decode(
+        Stream::Survey,
+        &frame_confluent(3, &survey_bytes(&survey())),
+    );
+    match e {
+        Err(e @ DecodeError::IncompatibleSchema { .. }) => {
+            assert!(e.to_string().contains("could not parse"), "{e}")
+        }
+        other => panic!("expected a refused schema, got {other:?}"),
+    }
+}

@@ -194,8 +194,23 @@ impl Cache {
 }
 
 /// Parses and checks a writer schema, once per id: no datum of it may cost unbounded work
-/// (`guard`), and the reader must be able to read it.
+/// (`guard`), and the reader must be able to read it. apache-avro 0.20 unwraps on some
+/// invalid schemas (a record name that is not an Avro name panics in `Name::parse`, found by
+/// the `decode` fuzz target), and the schema is whatever a producer registered: a panic here
+/// refuses the schema instead of ending the job.
 fn resolve(
+    stream: Stream,
+    json: &str,
+    schemas: &Schemas,
+    budget: Budget,
+) -> Result<Writer, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        resolve_unguarded(stream, json, schemas, budget)
+    }))
+    .unwrap_or_else(|_| Err("apache-avro could not parse the schema (it panicked)".into()))
+}
+
+fn resolve_unguarded(
     stream: Stream,
     json: &str,
     schemas: &Schemas,

@@ -4,6 +4,7 @@
 use super::duration;
 use crate::detect::segment::grouping_mask;
 use crate::model::DIMENSIONS;
+use crate::secret::Url;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +36,7 @@ pub struct DetectorSection {
     /// longer holds the detector back (a stalled partition cannot silence alerting).
     pub max_partition_lag: String,
     /// Alertmanager base URL (http://host:9093); empty: not sent.
-    pub alertmanager_url: String,
+    pub alertmanager_url: Url,
     /// Kafka topic of alert events keyed by segment; empty: not produced.
     pub alert_topic: String,
     /// /metrics of the detector service; empty disables it.
@@ -58,7 +59,7 @@ impl Default for DetectorSection {
             nesting: vec![["agent".into(), "team".into()]],
             poll_interval: "1m".into(),
             max_partition_lag: "2h".into(),
-            alertmanager_url: String::new(),
+            alertmanager_url: Url::default(),
             alert_topic: "cx-nps-alerts".into(),
             metrics_listen: "127.0.0.1:9899".into(),
         }
@@ -73,7 +74,7 @@ pub struct DetectorSettings {
     pub poll_interval: Duration,
     pub max_partition_lag_hours: i64,
     /// Alertmanager base URL; empty: not sent.
-    pub alertmanager_url: String,
+    pub alertmanager_url: Url,
     /// Kafka topic of alert events; empty: not produced.
     pub alert_topic: String,
     /// /metrics of the detector service; empty: not served.
@@ -156,11 +157,7 @@ impl DetectorSection {
         }
         let lag = duration("detector.max_partition_lag", &self.max_partition_lag, errs);
         let url = &self.alertmanager_url;
-        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-            errs.push(format!(
-                "detector.alertmanager_url = {url:?} must start with http:// or https://"
-            ));
-        }
+        super::http_url("detector.alertmanager_url", url, errs);
         if !self.metrics_listen.is_empty()
             && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
         {

@@ -53,13 +53,13 @@ impl Config {
             self.kafka.sasl_password = Some(v);
         }
         if let Some(v) = get("CXP_SCHEMA_REGISTRY_URL") {
-            self.codec.schema_registry_url = Some(v);
+            self.codec.schema_registry_url = Some(v.into());
         }
         if let Some(v) = secret(&get, SECRETS[1], &mut errs) {
             self.codec.schema_registry_password = Some(v);
         }
         if let Some(v) = get("CXP_CLICKHOUSE_URL") {
-            self.clickhouse.url = v;
+            self.clickhouse.url = v.into();
         }
         if let Some(v) = secret(&get, SECRETS[2], &mut errs) {
             self.clickhouse.password = v;
@@ -68,7 +68,7 @@ impl Config {
             self.metrics.listen = v;
         }
         if let Some(v) = get("CXP_ALERTMANAGER_URL") {
-            self.detector.alertmanager_url = v;
+            self.detector.alertmanager_url = v.into();
         }
         if let Some(v) = get("CXP_DETECTOR_METRICS_LISTEN") {
             self.detector.metrics_listen = v;

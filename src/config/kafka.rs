@@ -1,7 +1,7 @@
 //! The `[kafka]` and `[codec]` sections: where the job reads and how payloads are framed.
 
 use crate::codec::{Budget, LookupPolicy, WireFormat};
-use crate::secret::Secret;
+use crate::secret::{Passthrough, Secret, Url};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,9 +19,9 @@ pub struct KafkaConfig {
     /// dead-letter topic's `max.message.bytes` above it.
     pub dead_letter_max_bytes: usize,
     /// Passed to librdkafka as is (security.protocol, sasl.mechanism, ssl.ca.location, ...).
-    pub client: BTreeMap<String, String>,
+    pub client: Passthrough,
     /// Consumer-only librdkafka settings (session.timeout.ms, fetch.max.bytes, ...).
-    pub consumer: BTreeMap<String, String>,
+    pub consumer: Passthrough,
     /// Merged into `client` as sasl.password; prefer the CXP_KAFKA_SASL_PASSWORD variable.
     pub sasl_password: Option<Secret>,
     /// Name the partition checkpoints are stored under; defaults to `group_id`. Set it to
@@ -42,8 +42,8 @@ impl Default for KafkaConfig {
             interaction_topic: "support-interactions".into(),
             dead_letter_topic: "cx-dead-letter".into(),
             dead_letter_max_bytes: 900_000,
-            client: BTreeMap::new(),
-            consumer: BTreeMap::new(),
+            client: Passthrough::default(),
+            consumer: Passthrough::default(),
             sasl_password: None,
             state_id: None,
             idle_timeout: None,
@@ -111,7 +111,7 @@ impl KafkaConfig {
 
     /// librdkafka settings: the pass-through map plus the SASL password, if any.
     pub fn client_settings(&self) -> BTreeMap<String, String> {
-        let mut m = self.client.clone();
+        let mut m = (*self.client).clone();
         if let Some(p) = &self.sasl_password {
             m.insert("sasl.password".into(), p.expose().to_string());
         }
@@ -123,7 +123,7 @@ impl KafkaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CodecConfig {
     pub format: WireFormat,
-    pub schema_registry_url: Option<String>,
+    pub schema_registry_url: Option<Url>,
     pub schema_registry_user: Option<String>,
     pub schema_registry_password: Option<Secret>,
     /// A private CA (PEM) for an `https://` registry URL, besides the system's roots.

@@ -79,6 +79,48 @@ fn duration(key: &str, s: &str, errs: &mut Vec<String>) -> Duration {
 /// A TOML error as it may be printed: file, line and column, and the parser's message,
 /// never the offending line itself, which may hold a secret (a password under a misspelled
 /// key, an unterminated string). A value the message quotes (a type mismatch) is redacted.
+/// An empty URL (unset) or one starting with http:// or https://. Only the scheme is quoted
+/// in the error: the rest may carry user:password@ even when the scheme is wrong
+/// (`clickhouse://default:pw@host`) or missing (`default:pw@host:8123`).
+fn http_url(key: &str, url: &str, errs: &mut Vec<String>) {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        return;
+    }
+    let scheme: String = url
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .take(16)
+        .collect();
+    errs.push(format!(
+        "{key} must start with http:// or https:// (it starts with {scheme:?})"
+    ));
+}
+
+/// ` (section.key)` for the key on the offending line, so a type error names the setting
+/// and not only a position; empty when the line holds no plain key.
+fn dotted_key(before: &str, name: &str) -> String {
+    let name = name.trim().trim_matches('"');
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c))
+    };
+    if !plain(name) {
+        return String::new();
+    }
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']'));
+    match section {
+        Some(sec) if plain(sec) => format!(" ({sec}.{name})"),
+        _ => format!(" ({name})"),
+    }
+}
+
 fn parse_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
     let span = e.span().and_then(|r| text.get(..r.start));
     let mut message = e.message().to_string();
@@ -90,13 +132,15 @@ fn parse_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> Strin
             let line_start = before.rfind('\n').map_or(0, |i| i + 1);
             let line_text = text.get(line_start..).and_then(|t| t.lines().next());
             let line_text = line_text.unwrap_or("");
-            if let Some((_, value)) = line_text.split_once('=') {
+            let mut key = String::new();
+            if let Some((name, value)) = line_text.split_once('=') {
                 let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
                 if !value.is_empty() && message.contains(value) {
                     message = message.replace(value, "<redacted>");
                 }
+                key = dotted_key(before, name);
             }
-            format!(", line {line}, column {column}")
+            format!(", line {line}, column {column}{key}")
         }
         None => String::new(),
     };
@@ -111,11 +155,17 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
-                toml::from_str(&text).map_err(|e| ConfigError(vec![parse_error(p, &text, &e)]))?
+                Self::parse(p, &text)?
             }
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
         Ok(cfg)
+    }
+
+    /// Parses a config file's text; a syntax or type error names `path`, line and column,
+    /// never the text (it may hold a secret).
+    pub fn parse(path: &std::path::Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(vec![parse_error(path, text, &e)]))
     }
 
     /// Pure checks, section by section; every problem is reported at once.

@@ -4,6 +4,7 @@
 use super::duration;
 use crate::delivery::Batch;
 use crate::secret::Secret;
+use crate::secret::Url;
 use crate::sink::{ClickHouseSettings, Compression};
 use serde::Deserialize;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
     /// Empty disables ClickHouse (embedded demo only; the Kafka job needs it).
-    pub url: String,
+    pub url: Url,
     pub database: String,
     /// Where `demo` writes its synthetic rows: never the pipeline's database.
     pub demo_database: String,
@@ -28,7 +29,7 @@ pub struct ClickHouseConfig {
 impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
-            url: String::new(),
+            url: Url::default(),
             database: "cx".into(),
             demo_database: "cx_demo".into(),
             user: "default".into(),
@@ -43,11 +44,7 @@ impl Default for ClickHouseConfig {
 impl ClickHouseConfig {
     pub(super) fn validate(&self, errs: &mut Vec<String>) -> ClickHouseSettings {
         let url = &self.url;
-        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-            errs.push(format!(
-                "clickhouse.url = {url:?} must start with http:// or https://"
-            ));
-        }
+        super::http_url("clickhouse.url", url, errs);
         let ident =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         for (key, v) in [

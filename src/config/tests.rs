@@ -173,3 +173,23 @@ fn parse_errors_name_the_place_and_never_the_secret() {
         }
     }
 }
+
+#[test]
+fn a_type_error_names_the_key_and_never_the_value() {
+    let text = "[kafka]\nbrokers = \"b:1\"\n[clickhouse]\npassword = [\"pl4nted1\"]\n";
+    let err = match Config::parse(std::path::Path::new("c.toml"), text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a list is not a password"),
+    };
+    assert!(
+        err.contains("line 4") && err.contains("(clickhouse.password)"),
+        "{err}"
+    );
+    assert!(!err.contains("pl4nted1"), "{err}");
+    let mut errs = Vec::new();
+    super::http_url("clickhouse.url", "ch://u:pl4nted2@h", &mut errs);
+    assert_eq!(
+        errs,
+        ["clickhouse.url must start with http:// or https:// (it starts with \"ch\")"]
+    );
+}

@@ -318,7 +318,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// every supported version before the version is known.
 pub fn base_client(cfg: &ClickHouseSettings) -> Result<Client, TlsError> {
     Ok(http_client(cfg)?
-        .with_url(&cfg.url)
+        .with_url(cfg.url.as_str())
         .with_user(&cfg.user)
         .with_password(cfg.password.expose())
         .with_compression(::clickhouse::Compression::None)

@@ -18,7 +18,7 @@ pub enum Compression {
 #[derive(Clone, Debug)]
 pub struct ClickHouseSettings {
     /// Empty disables ClickHouse (embedded demo only; the Kafka job needs it).
-    pub url: String,
+    pub url: crate::secret::Url,
     pub database: String,
     /// Where `demo` writes its synthetic rows: never the pipeline's database.
     pub demo_database: String,
@@ -34,7 +34,7 @@ pub struct ClickHouseSettings {
 impl Default for ClickHouseSettings {
     fn default() -> Self {
         ClickHouseSettings {
-            url: String::new(),
+            url: Default::default(),
             database: "cx".into(),
             demo_database: "cx_demo".into(),
             user: "default".into(),

@@ -150,7 +150,7 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.error.backoff.ms", "50");
-    for (k, v) in &cfg.consumer {
+    for (k, v) in cfg.consumer.iter() {
         cc.set(k, v);
     }
     cc
