@@ -20,6 +20,15 @@ pub struct IngestSection {
     /// Response and interaction ids remembered per partition and stream to drop repeated
     /// deliveries; past the cap the oldest are forgotten first.
     pub max_ids_per_partition: usize,
+    /// Longest id or segment value (region, team, agent, ...) accepted, in bytes; a longer
+    /// one is dead-lettered as `too_long`.
+    pub max_key_bytes: usize,
+    /// Longest survey comment accepted, in bytes; a longer one is dead-lettered as
+    /// `too_long` (a pending survey holds its comment in memory until it settles).
+    pub max_comment_bytes: usize,
+    /// Open window rows one partition may hold (about 200 bytes each with its segment
+    /// strings); past it the oldest windows close early (docs/SEMANTICS.md).
+    pub max_open_rows_per_partition: usize,
 }
 
 impl Default for IngestSection {
@@ -29,6 +38,9 @@ impl Default for IngestSection {
             min_event_time: "2000-01-01T00:00:00Z".into(),
             max_duration: "1d".into(),
             max_ids_per_partition: 5_000_000,
+            max_key_bytes: 256,
+            max_comment_bytes: 16_384,
+            max_open_rows_per_partition: 1_000_000,
         }
     }
 }
@@ -56,11 +68,23 @@ impl IngestSection {
         if self.max_ids_per_partition == 0 {
             errs.push("ingest.max_ids_per_partition must be > 0".into());
         }
+        if !(16..=65_536).contains(&self.max_key_bytes) {
+            errs.push("ingest.max_key_bytes must be between 16 and 65536".into());
+        }
+        if !(256..=1_048_576).contains(&self.max_comment_bytes) {
+            errs.push("ingest.max_comment_bytes must be between 256 and 1048576".into());
+        }
+        if self.max_open_rows_per_partition < 1000 {
+            errs.push("ingest.max_open_rows_per_partition must be at least 1000".into());
+        }
         Limits {
             max_future_skew_ms: super::millis(skew),
             min_event_ms,
             max_duration_ms: super::millis(max_duration),
             max_ids: self.max_ids_per_partition,
+            max_key_bytes: self.max_key_bytes,
+            max_comment_bytes: self.max_comment_bytes,
+            max_open_rows: self.max_open_rows_per_partition,
         }
     }
 }

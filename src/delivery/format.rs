@@ -101,8 +101,9 @@ pub fn encode(
     st: &Settings,
     source: &SourceIdentity,
 ) -> Result<Vec<u8>, CheckpointError> {
-    postcard::to_extend(ps, header(st, source)?)
-        .map_err(|e| CheckpointError::Corrupt(e.to_string()))
+    let corrupt = |e: postcard::Error| CheckpointError::Corrupt(e.to_string());
+    let bytes = postcard::to_extend(ps, header(st, source)?).map_err(corrupt)?;
+    postcard::to_extend(&ps.early_closed_ms(), bytes).map_err(corrupt)
 }
 
 /// The bytes every checkpoint under `st` and `source` starts with (the fuzz target puts
@@ -124,8 +125,15 @@ pub fn decode(
     source: &SourceIdentity,
 ) -> Result<Checked<PartitionState>, CheckpointError> {
     let c = check(bytes, st, source)?;
-    let state =
-        postcard::from_bytes(c.value).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+    let corrupt = |e: postcard::Error| CheckpointError::Corrupt(e.to_string());
+    let (mut state, trailer): (PartitionState, &[u8]) =
+        postcard::take_from_bytes(c.value).map_err(corrupt)?;
+    // A trailer added within format 3 (absent from older checkpoints, which closed nothing
+    // early): the end of the windows closed at the open-row cap.
+    if !trailer.is_empty() {
+        let (early, _): (i64, &[u8]) = postcard::take_from_bytes(trailer).map_err(corrupt)?;
+        state.restore_early_closed_ms(early);
+    }
     Ok(Checked {
         value: state,
         migrated: c.migrated,

@@ -108,3 +108,39 @@ fn the_decoders_lookup_counts_are_published_as_deltas() {
     assert_eq!(m.schemas.cache_evictions.get(), 2);
     assert_eq!(m.schemas.cache_entries.get(), 3);
 }
+
+#[test]
+fn long_ids_segment_values_and_comments_are_too_long_naming_the_field_only() {
+    let l = Limits::default();
+    let long = "x".repeat(l.max_key_bytes + 1);
+    let mut s = survey_at(NOW);
+    if let Event::Survey(s) = &mut s {
+        s.region = Some(long.clone());
+    }
+    let r = check(&s, Some(NOW), &l).err();
+    assert_eq!(r.as_ref().map(|r| r.reason), Some("too_long"));
+    let detail = r.map(|r| r.detail).unwrap_or_default();
+    assert!(
+        detail.starts_with("region is 257 bytes") && !detail.contains("xx"),
+        "{detail}"
+    );
+    let mut c = contact(1000);
+    if let Event::Interaction(i) = &mut c {
+        i.agent_id = long.clone();
+    }
+    let r = check(&c, Some(NOW), &l).err().map(|r| r.detail);
+    assert!(r.is_some_and(|d| d.starts_with("agent_id is 257 bytes")));
+    let mut s = survey_at(NOW);
+    if let Event::Survey(s) = &mut s {
+        s.comment = Some("é".repeat(l.max_comment_bytes / 2 + 1));
+    }
+    let r = check(&s, Some(NOW), &l).err().map(|r| r.detail);
+    assert!(r.is_some_and(|d| d.starts_with("comment is 16386 bytes") && !d.contains('é')));
+    // At the limit is fine.
+    let mut s = survey_at(NOW);
+    if let Event::Survey(s) = &mut s {
+        s.region = Some("x".repeat(l.max_key_bytes));
+        s.comment = Some("x".repeat(l.max_comment_bytes));
+    }
+    assert!(check(&s, Some(NOW), &l).is_ok());
+}

@@ -48,6 +48,17 @@ pub struct StateSize {
     pub join_pending_surveys: usize,
     pub open_windows: usize,
     pub dedup_ids: usize,
+    /// Estimated bytes per kind: open windows (rows and buffered cells), interned segment
+    /// strings, remembered ids, join contacts and pending surveys.
+    pub bytes: StateBytes,
+}
+
+#[derive(Default)]
+pub struct StateBytes {
+    pub open_windows: usize,
+    pub segments: usize,
+    pub dedup_ids: usize,
+    pub join: usize,
 }
 
 impl InternalEvent for StateSize {
@@ -59,6 +70,17 @@ impl InternalEvent for StateSize {
             ("dedup_ids", self.dedup_ids),
         ] {
             m.state
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let b = &self.bytes;
+        for (kind, n) in [
+            ("open_windows", b.open_windows),
+            ("segments", b.segments),
+            ("dedup_ids", b.dedup_ids),
+            ("join", b.join),
+        ] {
+            m.state_bytes
                 .with_label_values(&[kind])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }

@@ -107,6 +107,17 @@ impl JoinState {
         self.pending.len()
     }
 
+    /// Estimated bytes held: contacts and tickets (ids up to ingest.max_key_bytes, mostly
+    /// far shorter) and pending surveys at a typical size; a comment adds up to
+    /// ingest.max_comment_bytes to its survey.
+    pub fn bytes(&self) -> usize {
+        self.contacts
+            .len()
+            .saturating_mul(128)
+            .saturating_add(self.tickets.len().saturating_mul(96))
+            .saturating_add(self.pending.len().saturating_mul(400))
+    }
+
     /// Tickets with at least one contact held.
     pub fn tickets_len(&self) -> usize {
         self.tickets.len()
@@ -281,6 +292,20 @@ impl JoinState {
             }
             let p = entry.remove();
             out.push(self.settle(p, cfg, false));
+        }
+        out
+    }
+
+    /// Settles, forced, every survey submitted before `t_ms` (their windows are closing
+    /// early at the open-row cap); pending is ordered by deadline, so by submission time.
+    pub fn force_before(&mut self, t_ms: i64, cfg: &JoinConfig) -> Vec<Settled> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().survey.submitted_at_ms >= t_ms {
+                break;
+            }
+            let p = entry.remove();
+            out.push(self.settle(p, cfg, true));
         }
         out
     }

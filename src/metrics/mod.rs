@@ -22,6 +22,9 @@ use prometheus::{
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+const CLOSED_EARLY: &str =
+    "Window rows closed before the clocks allowed, at ingest.max_open_rows_per_partition";
+
 pub struct Metrics {
     pub registry: Registry,
     pub consumed: IntCounterVec,
@@ -33,6 +36,10 @@ pub struct Metrics {
     pub duplicates: IntCounterVec,
     pub join: IntCounterVec,
     pub state: IntGaugeVec,
+    /// Estimated bytes of the same state, per kind (the caps bound them).
+    pub state_bytes: IntGaugeVec,
+    /// Window rows closed before the clocks allowed, at the open-row cap.
+    pub closed_early: IntCounter,
     pub watermark: IntGaugeVec,
     /// The ClickHouse series, shared with the detector's own registry.
     pub sink: SinkMetrics,
@@ -183,6 +190,8 @@ impl Metrics {
                 &["result"],
             ),
             state: gauge(&r, "cx_state_entries", "Entries held in join and window state", &["kind"]),
+            state_bytes: gauge(&r, "cx_state_bytes", "Estimated bytes of state", &["kind"]),
+            closed_early: single_counter(&r, "cx_windows_closed_early_total", CLOSED_EARLY),
             watermark: gauge(
                 &r,
                 "cx_watermark_seconds",
@@ -256,6 +265,9 @@ impl Metrics {
             self.join
                 .with_label_values(&["evicted"])
                 .inc_by(out.join_evicted);
+        }
+        if out.windows_closed_early > 0 {
+            self.closed_early.inc_by(out.windows_closed_early);
         }
     }
 

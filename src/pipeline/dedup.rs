@@ -27,6 +27,9 @@ pub enum Repeat {
     Differs,
 }
 
+/// Bytes one remembered id takes: its entry in the arrival order and in the index.
+pub const ID_BYTES: usize = 72;
+
 /// Checkpointed as the arrival-ordered list; the index is rebuilt on restore.
 #[derive(Default)]
 pub struct IdSet {

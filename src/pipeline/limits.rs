@@ -11,6 +11,14 @@ pub struct Limits {
     pub min_event_ms: i64,
     pub max_duration_ms: i64,
     pub max_ids: usize,
+    /// Longest id or segment value, in bytes: each is held in state (ids hashed, segment
+    /// values interned per open window row), so its size must not be the producer's choice.
+    pub max_key_bytes: usize,
+    /// Longest survey comment, in bytes: a pending survey holds its comment until it
+    /// settles, so this times the pending cap bounds that memory.
+    pub max_comment_bytes: usize,
+    /// Open window rows one partition may hold; past it the oldest close early.
+    pub max_open_rows: usize,
 }
 
 impl Default for Limits {
@@ -20,6 +28,9 @@ impl Default for Limits {
             min_event_ms: 946_684_800_000, // 2000-01-01
             max_duration_ms: 86_400_000,
             max_ids: 5_000_000,
+            max_key_bytes: 256,
+            max_comment_bytes: 16_384,
+            max_open_rows: 1_000_000,
         }
     }
 }
@@ -65,6 +76,19 @@ pub fn check(ev: &Event, record_ms: Option<i64>, l: &Limits) -> Result<(), Rejec
             )));
         }
     }
+    too_long(ev, l.max_key_bytes)?;
+    if let Event::Survey(s) = ev {
+        let n = s.comment.as_deref().map_or(0, str::len);
+        if n > l.max_comment_bytes {
+            return Err(Reject {
+                reason: "too_long",
+                detail: format!(
+                    "comment is {n} bytes, over ingest.max_comment_bytes ({})",
+                    l.max_comment_bytes
+                ),
+            });
+        }
+    }
     if let Event::Interaction(i) = ev {
         for (name, v) in [
             ("talk_ms", i.talk_ms),
@@ -83,4 +107,44 @@ pub fn check(ev: &Event, record_ms: Option<i64>, l: &Limits) -> Result<(), Rejec
         }
     }
     Ok(())
+}
+
+/// Ids and segment values no longer than `max` bytes; the detail names the field and its
+/// length, never the value.
+fn too_long(ev: &Event, max: usize) -> Result<(), Reject> {
+    fn o(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("")
+    }
+    let fields: Vec<(&str, &str)> = match ev {
+        Event::Survey(s) => vec![
+            ("response_id", &s.response_id),
+            ("customer_id", &s.customer_id),
+            ("ticket_id", o(&s.ticket_id)),
+            ("survey_channel", &s.survey_channel),
+            ("region", o(&s.region)),
+            ("product", o(&s.product)),
+            ("customer_tier", o(&s.customer_tier)),
+        ],
+        Event::Interaction(i) => vec![
+            ("interaction_id", &i.interaction_id),
+            ("ticket_id", &i.ticket_id),
+            ("customer_id", &i.customer_id),
+            ("agent_id", &i.agent_id),
+            ("team", &i.team),
+            ("channel", &i.channel),
+            ("bucket", &i.bucket),
+            ("category", &i.category),
+            ("product", o(&i.product)),
+        ],
+    };
+    match fields.into_iter().find(|(_, v)| v.len() > max) {
+        Some((name, v)) => Err(Reject {
+            reason: "too_long",
+            detail: format!(
+                "{name} is {} bytes, over ingest.max_key_bytes ({max})",
+                v.len()
+            ),
+        }),
+        None => Ok(()),
+    }
 }

@@ -90,6 +90,8 @@ pub struct Outputs {
     pub contacts: Vec<ContactFact>,
     pub windows: Vec<(i32, WindowUpdate)>,
     pub join_evicted: u64,
+    /// Window rows closed early at the open-row cap.
+    pub windows_closed_early: u64,
 }
 
 impl Outputs {
@@ -101,6 +103,7 @@ impl Outputs {
             contacts: Vec::with_capacity(last.contacts.len()),
             windows: Vec::with_capacity(last.windows.len()),
             join_evicted: 0,
+            windows_closed_early: 0,
         }
     }
 
@@ -116,6 +119,15 @@ pub struct PartitionState {
     seen: [IdSet; 2],
     join: JoinState,
     windows: WindowState,
+    /// Windows ending at or before this were closed early at the open-row cap; events
+    /// before it go to correction rows as late ones do. Only grows. Saved as a trailer
+    /// after the state (delivery::format), so checkpoints from before it still read.
+    #[serde(skip, default = "no_early_close")]
+    early_closed_ms: i64,
+}
+
+fn no_early_close() -> i64 {
+    i64::MIN
 }
 
 fn survey_partial(s: &Survey, attributed: bool) -> Partial {
@@ -137,7 +149,18 @@ impl PartitionState {
             seen: [IdSet::default(), IdSet::default()],
             join: JoinState::default(),
             windows: WindowState::default(),
+            early_closed_ms: i64::MIN,
         }
+    }
+
+    /// End of the windows closed early at the open-row cap (i64::MIN: none).
+    pub fn early_closed_ms(&self) -> i64 {
+        self.early_closed_ms
+    }
+
+    /// Restores [`Self::early_closed_ms`] from a checkpoint.
+    pub fn restore_early_closed_ms(&mut self, ms: i64) {
+        self.early_closed_ms = self.early_closed_ms.max(ms);
     }
 
     pub fn join(&self) -> &JoinState {
@@ -183,7 +206,7 @@ impl PartitionState {
         self.seen[stream as usize]
             .check(id, content, t, horizon_ms, st.limits.max_ids)
             .map_err(Rejected::Duplicate)?;
-        if t < c.floor_ms {
+        if t < c.floor_ms || t < self.early_closed_ms {
             return Ok(Accepted::Late);
         }
         let max = c.max_event_ms.map_or(t, |m| m.max(t));
@@ -284,6 +307,7 @@ impl PartitionState {
         for s in self.join.resolve_until(contact_floor, &st.join) {
             self.settled(s, st, out);
         }
+        self.close_early(st, out);
         let pending = self.join.earliest_pending_ms().unwrap_or(i64::MAX);
         let p = self.partition;
         self.windows.close_until(
@@ -296,6 +320,28 @@ impl PartitionState {
                 .min(pending)
                 .saturating_sub(st.join.lookback_ms),
         );
+    }
+
+    /// At the open-row cap, the oldest windows close before the clocks allow: surveys still
+    /// pending in them settle now (forced, with the contacts held), the windows are emitted
+    /// final, and later events in them become correction rows. Totals stay exact; which row
+    /// an event lands in and a forced survey's attribution then depend on load.
+    fn close_early(&mut self, st: &Settings, out: &mut Outputs) {
+        let Some(end) = self
+            .windows
+            .early_close_end(st.limits.max_open_rows, &st.window)
+        else {
+            return;
+        };
+        for s in self.join.force_before(end, &st.join) {
+            self.settled(s, st, out);
+        }
+        self.early_closed_ms = self.early_closed_ms.max(end);
+        let p = self.partition;
+        let before = out.windows.len();
+        self.windows
+            .close_until(end, &st.window, |u| out.windows.push((p, u)));
+        out.windows_closed_early += (out.windows.len() - before) as u64;
     }
 
     /// End of a bounded input: nothing is settled or closed that later input could still
@@ -358,5 +404,7 @@ impl PartitionState {
     }
 }
 
+#[cfg(test)]
+mod bounded_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -11,6 +11,7 @@
 //! offset, so they are idempotent under replay and need no memory once written.
 
 pub mod aggregate;
+mod bounded;
 pub mod segments;
 
 use crate::model::{DimValues, UnknownDimension, DIMENSIONS};
@@ -371,6 +372,7 @@ impl WindowState {
         for (size, end, key, p, version) in closed {
             emit(self.update(size, end, key, p, true, version));
         }
+        self.compact_segments();
     }
 
     /// Every open row, for summaries and checkpoints (rolls the buffer up first).

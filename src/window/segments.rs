@@ -41,6 +41,8 @@ pub struct Segments {
     key_ids: FxHashMap<GroupKey, u32>,
     tuples: Vec<Tuple>,
     tuple_index: HashTable<u32>,
+    /// Bytes of the distinct values, for the state-size gauge.
+    string_bytes: usize,
 }
 
 fn tuple_hash(dims: &[&str; N]) -> u64 {
@@ -57,6 +59,7 @@ impl Segments {
             return id;
         }
         let id = self.values.len() as u32;
+        self.string_bytes = self.string_bytes.saturating_add(s.len());
         let a: Arc<str> = Arc::from(s);
         self.values.push(a.clone());
         self.value_ids.insert(a, id);
@@ -147,5 +150,17 @@ impl Segments {
 
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    pub fn value_count(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn tuple_count(&self) -> usize {
+        self.tuples.len()
+    }
+
+    pub fn string_bytes(&self) -> usize {
+        self.string_bytes
     }
 }

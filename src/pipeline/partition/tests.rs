@@ -34,7 +34,7 @@ pub(crate) fn settings() -> Settings {
     }
 }
 
-fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64, nps: u8) -> Survey {
+pub(crate) fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64, nps: u8) -> Survey {
     Survey {
         response_id: id.into(),
         customer_id: customer.into(),
@@ -50,7 +50,13 @@ fn survey(id: &str, customer: &str, ticket: Option<&str>, at: i64, nps: u8) -> S
     }
 }
 
-fn contact(id: &str, ticket: &str, customer: &str, team: &str, ended: i64) -> Interaction {
+pub(crate) fn contact(
+    id: &str,
+    ticket: &str,
+    customer: &str,
+    team: &str,
+    ended: i64,
+) -> Interaction {
     Interaction {
         interaction_id: id.into(),
         ticket_id: ticket.into(),

@@ -3,7 +3,7 @@
 
 use super::setup::cached_high_watermark;
 use super::Run;
-use crate::internal_events::{Consumed, InternalEvent, StateSize, StreamPosition};
+use crate::internal_events::{Consumed, InternalEvent, StateBytes, StateSize, StreamPosition};
 use crate::model::Stream;
 
 impl Run<'_> {
@@ -23,12 +23,18 @@ impl Run<'_> {
             join_pending_surveys: 0,
             open_windows: 0,
             dedup_ids: 0,
+            bytes: StateBytes::default(),
         };
         for ps in c.core().partitions() {
             size.dedup_ids += ps.ids_len();
             size.join_contacts += ps.join().contacts_len();
             size.join_pending_surveys += ps.join().pending_len();
             size.open_windows += ps.windows().open_len();
+            let b = &mut size.bytes;
+            b.open_windows += ps.windows().row_bytes();
+            b.segments += ps.windows().segment_bytes();
+            b.dedup_ids += ps.ids_len() * crate::pipeline::dedup::ID_BYTES;
+            b.join += ps.join().bytes();
             for s in Stream::ALL {
                 let clock = ps.clocks[s as usize];
                 let topic = self.topics[s as usize].as_str();

@@ -70,6 +70,41 @@ fn range_reason(e: &Event, p: &Params) -> Option<&'static str> {
     if t < p.min_event_ms || t > MAX_EVENT_MS || ahead_always {
         return Some("event_time_out_of_range");
     }
+    // README: ids and segment values longer than ingest.max_key_bytes (default 256) bytes.
+    let strings: Vec<&str> = match e {
+        Event::Survey(s) => [&s.response_id, &s.customer_id, &s.survey_channel]
+            .into_iter()
+            .map(String::as_str)
+            .chain(
+                [&s.ticket_id, &s.region, &s.product, &s.customer_tier]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .collect(),
+        Event::Interaction(i) => [
+            &i.interaction_id,
+            &i.ticket_id,
+            &i.customer_id,
+            &i.agent_id,
+            &i.team,
+            &i.channel,
+            &i.bucket,
+            &i.category,
+        ]
+        .into_iter()
+        .chain(i.product.as_ref())
+        .map(String::as_str)
+        .collect(),
+    };
+    let comment = match e {
+        Event::Survey(s) => s.comment.as_ref().map_or(0, String::len),
+        Event::Interaction(_) => 0,
+    };
+    // ... and comments longer than ingest.max_comment_bytes (default 16384).
+    if strings.iter().any(|v| v.len() > 256) || comment > 16_384 {
+        return Some("too_long");
+    }
     if let Event::Interaction(i) = e {
         if [i.talk_ms, i.hold_ms, i.wrap_ms]
             .iter()
