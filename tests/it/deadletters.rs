@@ -42,7 +42,8 @@ async fn an_oversized_reject_is_cut_and_the_job_goes_on() {
     let evs = events(6_000, 31);
     let half = evs.len() / 2;
     let mut landed = s.produce(&evs[..half]).await;
-    let big = vec![7u8; 1_500_000]; // not magic byte 0: bad_magic_byte
+    // Over codec.max_message_bytes (1 MiB), which is checked before anything is read.
+    let big = vec![7u8; 1_500_000];
     let d = big_producer
         .send(
             FutureRecord::to(&s.topics.0).key("c000001").payload(&big),
@@ -69,7 +70,7 @@ async fn an_oversized_reject_is_cut_and_the_job_goes_on() {
         .collect();
     assert!(!big_letters.is_empty(), "the big message was dead-lettered");
     for (h, len) in big_letters {
-        assert_eq!(of(h, "reason"), "bad_magic_byte");
+        assert_eq!(of(h, "reason"), "resource_limit");
         assert_eq!(of(h, "payload_truncated"), "true");
         assert_eq!(of(h, "payload_size"), "1500000");
         assert_eq!(*len, 900_000);
@@ -91,7 +92,7 @@ async fn an_oversized_reject_is_cut_and_the_job_goes_on() {
         }
     }
     let mut want = exp.rejected.clone();
-    *want.entry("bad_magic_byte".into()).or_default() += 1;
+    *want.entry("resource_limit".into()).or_default() += 1;
     assert_eq!(by_reason, want);
 }
 
