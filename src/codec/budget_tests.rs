@@ -263,3 +263,32 @@ fn a_schema_apache_avro_panics_on_is_refused_not_fatal() {
         other => panic!("expected a refused schema, got {other:?}"),
     }
 }
+
+/// The cache is bounded by schema bytes as well as by entries: big schemas push the least
+/// recently used out long before the entry cap, and every message still decodes.
+#[test]
+fn the_schema_cache_is_bounded_by_bytes() {
+    let per = SURVEY_SCHEMA.len();
+    let policy = LookupPolicy {
+        per_second: 1e9,
+        max_cached: 1000,
+        max_cached_bytes: 3 * per + per / 2,
+        ..LookupPolicy::default()
+    };
+    let requests = Arc::new(Mutex::new(0u64));
+    let mut d = Decoder::new(
+        WireFormat::Confluent,
+        schemas(),
+        Some(Box::new(Counting(requests.clone()))),
+    )
+    .lookups(policy);
+    let datum = survey_bytes(&survey());
+    for id in 1..=10u32 {
+        let ev = d.decode(Stream::Survey, &frame_confluent(id, &datum));
+        assert_eq!(ev.ok(), Some(Event::Survey(survey())));
+        let s = d.lookup_stats();
+        assert!(s.cached_bytes <= policy.max_cached_bytes, "{s:?}");
+    }
+    let s = d.lookup_stats();
+    assert_eq!((s.cached, s.evicted, s.cached_bytes), (3, 7, 3 * per));
+}

@@ -24,6 +24,10 @@ pub struct LookupPolicy {
     pub per_second: f64,
     /// Writer schemas (and unknown ids) remembered; the least recently used goes first.
     pub max_cached: usize,
+    /// Schema text the cached writers were parsed from, in bytes, at most; the least
+    /// recently used go first. A registry answer is at most 4 MiB, so the entry count alone
+    /// would let a thousand huge schemas take gigabytes.
+    pub max_cached_bytes: usize,
     /// How long an id the registry did not know stays unknown before it is asked again
     /// (a producer may register its schema after its first message arrived).
     pub unknown_ttl: Duration,
@@ -34,6 +38,7 @@ impl Default for LookupPolicy {
         LookupPolicy {
             per_second: 20.0,
             max_cached: 1000,
+            max_cached_bytes: 64 << 20,
             unknown_ttl: Duration::from_secs(60),
         }
     }
@@ -48,7 +53,12 @@ pub struct LookupStats {
     pub throttled: [u64; 2],
     pub evicted: u64,
     pub cached: usize,
+    /// Schema text bytes of the cached entries.
+    pub cached_bytes: usize,
 }
+
+/// Weight of an entry that holds no schema text (an unknown id).
+const SMALL_ENTRY: usize = 64;
 
 /// A writer schema ready to use, or why it cannot be used.
 #[derive(Clone)]
@@ -59,7 +69,8 @@ enum Entry {
 }
 
 pub(super) struct Cache {
-    entries: HashMap<(Stream, u32), (Entry, u64)>,
+    /// Entry, last use, weight (schema text bytes; a small constant for the others).
+    entries: HashMap<(Stream, u32), (Entry, u64, usize)>,
     tick: u64,
     tokens: [f64; 2],
     refilled: [Instant; 2],
@@ -83,8 +94,8 @@ impl Cache {
         }
     }
 
-    pub(super) fn insert_ready(&mut self, stream: Stream, id: u32, w: Writer) {
-        self.put((stream, id), Entry::Ready(Arc::new(w)));
+    pub(super) fn insert_ready(&mut self, stream: Stream, id: u32, w: Writer, weight: usize) {
+        self.put((stream, id), Entry::Ready(Arc::new(w)), weight);
     }
 
     pub(super) fn insert_unknown(&mut self, stream: Stream, id: u32) {
@@ -93,24 +104,34 @@ impl Cache {
         let at = now
             .checked_add(Duration::from_secs(10 * 365 * 86_400))
             .unwrap_or(now);
-        self.put((stream, id), Entry::Unknown(at));
+        self.put((stream, id), Entry::Unknown(at), SMALL_ENTRY);
     }
 
-    fn put(&mut self, key: (Stream, u32), e: Entry) {
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.policy.max_cached {
+    /// Inserts, evicting the least recently used first while the count or the bytes would
+    /// pass their caps.
+    fn put(&mut self, key: (Stream, u32), e: Entry, weight: usize) {
+        if let Some((_, _, w)) = self.entries.remove(&key) {
+            self.stats.cached_bytes = self.stats.cached_bytes.saturating_sub(w);
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.policy.max_cached
+                || self.stats.cached_bytes.saturating_add(weight) > self.policy.max_cached_bytes)
+        {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, t))| *t)
+                .min_by_key(|(_, (_, t, _))| *t)
                 .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-                self.stats.evicted += 1;
+            let Some(k) = oldest else { break };
+            if let Some((_, _, w)) = self.entries.remove(&k) {
+                self.stats.cached_bytes = self.stats.cached_bytes.saturating_sub(w);
             }
+            self.stats.evicted += 1;
         }
         self.tick += 1;
-        self.entries.insert(key, (e, self.tick));
+        self.entries.insert(key, (e, self.tick, weight));
         self.stats.cached = self.entries.len();
+        self.stats.cached_bytes = self.stats.cached_bytes.saturating_add(weight);
     }
 
     /// Takes one request token for `stream`, or says how long until one is there.
@@ -144,7 +165,7 @@ impl Cache {
         let now = (self.now)();
         self.tick += 1;
         let tick = self.tick;
-        if let Some((entry, used)) = self.entries.get_mut(&(stream, id)) {
+        if let Some((entry, used, _)) = self.entries.get_mut(&(stream, id)) {
             *used = tick;
             match entry {
                 Entry::Ready(w) => return Ok(w.clone()),
@@ -177,14 +198,14 @@ impl Cache {
             Fetch::Denied(d) => DecodeError::RegistryAuth(d),
             Fetch::Unavailable(d) => DecodeError::Registry(d),
         })?;
-        let entry = match json {
-            None => Entry::Unknown(now),
+        let (entry, weight) = match json {
+            None => (Entry::Unknown(now), SMALL_ENTRY),
             Some(json) => match resolve(stream, &json, schemas, budget) {
-                Ok(w) => Entry::Ready(Arc::new(w)),
-                Err(detail) => Entry::Incompatible(detail),
+                Ok(w) => (Entry::Ready(Arc::new(w)), json.len().max(SMALL_ENTRY)),
+                Err(detail) => (Entry::Incompatible(cut(detail, 512)), SMALL_ENTRY + 512),
             },
         };
-        self.put((stream, id), entry.clone());
+        self.put((stream, id), entry.clone(), weight);
         match entry {
             Entry::Ready(w) => Ok(w),
             Entry::Unknown(_) => Err(DecodeError::UnknownSchemaId(id)),
@@ -220,6 +241,19 @@ fn resolve_unguarded(
     guard::check(&w).map_err(|e| e.to_string())?;
     SchemaCompatibility::can_read(&w, schemas.reader(stream)).map_err(|e| e.to_string())?;
     Ok(Writer::with_budget(stream, Arc::new(w), budget))
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (apache-avro's messages can quote
+/// large parts of the schema).
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 fn incompatible(id: u32, stream: Stream, detail: String) -> DecodeError {

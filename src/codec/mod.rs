@@ -253,8 +253,9 @@ impl Decoder {
 
     /// Seeds the writer-schema cache; used by tests and by the generator's round trip.
     pub fn preload(&mut self, stream: Stream, id: u32, schema: Arc<Schema>) {
+        let weight = schema.canonical_form().len();
         let w = Writer::with_budget(stream, schema, self.budget);
-        self.cache.insert_ready(stream, id, w);
+        self.cache.insert_ready(stream, id, w, weight);
     }
 
     /// Seeds the cache with an id the registry does not know.

@@ -138,6 +138,9 @@ pub struct CodecConfig {
     pub schema_lookups_per_second: f64,
     /// Writer schemas (and unknown ids) kept; the least recently used goes first.
     pub max_cached_schemas: usize,
+    /// Schema text of the kept writer schemas, in bytes, at most (registry answers can be
+    /// up to 4 MiB each); the least recently used go first.
+    pub max_cached_schema_bytes: usize,
 }
 
 impl Default for CodecConfig {
@@ -153,6 +156,7 @@ impl Default for CodecConfig {
             max_values_per_message: Budget::default().max_values,
             schema_lookups_per_second: LookupPolicy::default().per_second,
             max_cached_schemas: LookupPolicy::default().max_cached,
+            max_cached_schema_bytes: LookupPolicy::default().max_cached_bytes,
         }
     }
 }
@@ -178,6 +182,9 @@ impl CodecConfig {
         if self.max_cached_schemas == 0 {
             errs.push("codec.max_cached_schemas must be > 0".into());
         }
+        if self.max_cached_schema_bytes < 1 << 20 {
+            errs.push("codec.max_cached_schema_bytes must be at least 1048576 (1 MiB)".into());
+        }
     }
 
     /// What one message may cost to decode.
@@ -193,6 +200,7 @@ impl CodecConfig {
         LookupPolicy {
             per_second: self.schema_lookups_per_second,
             max_cached: self.max_cached_schemas,
+            max_cached_bytes: self.max_cached_schema_bytes,
             ..LookupPolicy::default()
         }
     }

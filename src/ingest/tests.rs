@@ -92,6 +92,7 @@ fn the_decoders_lookup_counts_are_published_as_deltas() {
             throttled: [throttled, 0],
             evicted,
             cached,
+            cached_bytes: cached * 100,
         };
         SchemaLookups {
             topics: &topics,

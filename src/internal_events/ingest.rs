@@ -124,5 +124,8 @@ impl InternalEvent for SchemaLookups<'_> {
         m.schemas
             .cache_entries
             .set(i64::try_from(self.now.cached).unwrap_or(i64::MAX));
+        m.schemas
+            .cache_bytes
+            .set(i64::try_from(self.now.cached_bytes).unwrap_or(i64::MAX));
     }
 }

@@ -8,6 +8,7 @@ pub struct SchemaMetrics {
     /// `throttled` (past `codec.schema_lookups_per_second`; the message waits its turn).
     pub lookups: IntCounterVec,
     pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
     pub cache_evictions: IntCounter,
 }
 
@@ -24,6 +25,11 @@ impl SchemaMetrics {
                 r,
                 "cx_schema_cache_entries",
                 "Writer schemas and unknown ids held by the decoder (capped by codec.max_cached_schemas)",
+            ),
+            cache_bytes: single_gauge(
+                r,
+                "cx_schema_cache_bytes",
+                "Schema text bytes of the cached writer schemas (capped by codec.max_cached_schema_bytes)",
             ),
             cache_evictions: single_counter(
                 r,
