@@ -22,6 +22,7 @@ mod metrics;
 mod misbehave;
 mod outage;
 mod producers;
+mod quiet;
 mod registry_faults;
 mod secrets;
 mod tls;
