@@ -209,7 +209,9 @@ fn the_checked_in_seed_corpus_is_what_the_encoders_build() {
         });
         assert!(
             on_disk == bytes,
-            "{name} differs from what the encoders build"
+            "{name} differs from what the encoders build (after a change to the config example, \
+             the schemas or the checkpoint format, rewrite the seeds: CXP_WRITE_SEEDS=1 cargo \
+             test --release --test it fuzz_seeds)"
         );
     }
 }
