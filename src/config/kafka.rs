@@ -28,6 +28,11 @@ pub struct KafkaConfig {
     /// the old group's name when moving a deployment to a new consumer group, so the new
     /// group resumes from the old state instead of starting empty.
     pub state_id: Option<String>,
+    /// While catching up, a partition's stream that is this far ahead of the other in event
+    /// time is paused until the other catches up or is read to its end, so surveys do not
+    /// wait pending (and windows stay open) for a backlog of contacts still unread. Changes
+    /// when rows are written, never what they hold. "0s" turns it off.
+    pub max_stream_skew: String,
     /// Removed: a quiet stream no longer moves its pair's clock (docs/SEMANTICS.md). Kept
     /// only to name it in the error an old config gets.
     pub idle_timeout: Option<String>,
@@ -46,6 +51,7 @@ impl Default for KafkaConfig {
             consumer: Passthrough::default(),
             sasl_password: None,
             state_id: None,
+            max_stream_skew: "1h".into(),
             idle_timeout: None,
         }
     }
@@ -95,6 +101,7 @@ impl KafkaConfig {
                 }
             }
         }
+        super::duration("kafka.max_stream_skew", &k.max_stream_skew, errs);
         if k.idle_timeout.is_some() {
             errs.push(
                 "kafka.idle_timeout was removed: a quiet stream no longer moves its pair's clock \
@@ -102,6 +109,11 @@ impl KafkaConfig {
                     .into(),
             );
         }
+    }
+
+    /// [`Self::max_stream_skew`] in ms (0: off); validated at startup.
+    pub fn max_stream_skew_ms(&self) -> i64 {
+        humantime::parse_duration(&self.max_stream_skew).map_or(0, super::millis)
     }
 
     /// Key of this deployment's checkpoints.

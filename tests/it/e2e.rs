@@ -42,6 +42,27 @@ async fn sigterm_mid_stream_and_restart_equals_the_oracle() {
     check(&s, &evs, &all_visible(&landed)).await;
 }
 
+/// Event-time alignment at its most restless: with `kafka.max_stream_skew = "1m"` a stream is
+/// paused and resumed many times over while the consumer reads a backlog whose surveys were
+/// all produced before its contacts; it must neither stall nor change a single row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_the_stream_ahead_changes_no_row() {
+    let s = setup("align", Opts::default()).await;
+    s.edit_config(
+        "[kafka.consumer]",
+        "max_stream_skew = \"1m\"\n[kafka.consumer]",
+    );
+    let evs = events(30_000, 13);
+    let (surveys, contacts): (Vec<_>, Vec<_>) = evs
+        .iter()
+        .cloned()
+        .partition(|g| g.stream == cx_pipeline::model::Stream::Survey);
+    let ordered: Vec<_> = surveys.into_iter().chain(contacts).collect();
+    let landed = s.produce(&ordered).await;
+    s.run_to_end().await;
+    check(&s, &ordered, &all_visible(&landed)).await;
+}
+
 #[test]
 fn streams_are_keyed_consistently() {
     // Sanity for the oracle's assumption: every generated event is keyed by its customer.

@@ -105,8 +105,13 @@ impl Run<'_> {
             if self.held.contains_key(&(s, p)) {
                 continue;
             }
-            // Through: resume right after it, whatever was fetched and dropped meanwhile.
+            // Through: resume right after it, whatever was fetched and dropped meanwhile
+            // (unless it is also waiting for its partner: `align` resumes it then).
             let next = h.offset.saturating_add(1);
+            if self.aligned.contains(&(s, p)) {
+                self.expect.insert((s, p), (next, false));
+                continue;
+            }
             let tpl = self.pause_tpl(s, p)?;
             self.consumer.resume(&tpl)?;
             let topic = self.topics[s as usize].clone();

@@ -8,6 +8,7 @@
 //! the revoke inside `poll`, and the state must be written before the partitions go; the
 //! loop never holds the lock across `poll`.
 
+mod align;
 mod describe;
 mod diagnose;
 mod gauges;
@@ -76,6 +77,8 @@ struct Run<'a> {
     held: BTreeMap<(Stream, i32), Held>,
     /// The wait before the next registry attempt for a message held now.
     hold_backoff: Duration,
+    /// Topic-partitions paused because they ran too far ahead of their partner (`align`).
+    aligned: BTreeSet<(Stream, i32)>,
 }
 
 impl KafkaJob {
@@ -134,6 +137,7 @@ impl KafkaJob {
             touched: BTreeSet::new(),
             consumed: HashMap::new(),
             held: BTreeMap::new(),
+            aligned: BTreeSet::new(),
             hold_backoff: hold::FIRST,
         };
         let result = run.main_loop(stop);
@@ -186,6 +190,7 @@ impl Run<'_> {
             self.retry_held()?;
             self.poll_batch()?;
             self.apply_changes()?;
+            self.align()?;
             let touched = std::mem::take(&mut self.touched);
             self.committer().advance(touched);
             if self.job.bounded && self.input_done() {
@@ -380,6 +385,7 @@ impl Run<'_> {
             self.expect.remove(&(s, p));
             self.at_eof.remove(&(s, p));
             self.held.remove(&(s, p));
+            self.aligned.remove(&(s, p));
         }
     }
 
