@@ -4,6 +4,7 @@
 //! the example config and configs with planted secrets. The test fails when a checked-in
 //! seed differs from what it builds; `CXP_WRITE_SEEDS=1` rewrites them.
 
+use crate::common::hostile::{fanout, leading, longs, nulls, recursive, zigzag};
 use cx_pipeline::codec::{avro, frame_confluent, Schemas, WireFormat};
 use cx_pipeline::config::Config;
 use cx_pipeline::delivery::format::{self, SourceIdentity};
@@ -12,30 +13,6 @@ use cx_pipeline::model::{Event, Stream};
 use cx_pipeline::pipeline::Core;
 use std::path::Path;
 
-fn zigzag(n: i64) -> Vec<u8> {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn leading(schemas: &Schemas, ty: serde_json::Value) -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&schemas.survey_json).unwrap_or_else(|e| panic!("{e}"));
-    v["fields"]
-        .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"))
-        .insert(0, serde_json::json!({"name": "lead", "type": ty}));
-    v.to_string()
-}
-
 /// The decode target's literal form: odd byte, `len:u16`, schema JSON, datum.
 fn literal(schema: &str, datum: &[u8]) -> Vec<u8> {
     let len = u16::try_from(schema.len()).unwrap_or_else(|e| panic!("{e}"));
@@ -43,25 +20,9 @@ fn literal(schema: &str, datum: &[u8]) -> Vec<u8> {
 }
 
 fn decode_seeds(schemas: &Schemas, survey: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut fanout = serde_json::json!({"type": "record", "name": "A0",
-        "fields": [{"name": "n", "type": "null"}]});
-    for i in 1..=25 {
-        fanout = serde_json::json!({"type": "record", "name": format!("A{i}"), "fields": [
-            {"name": "a", "type": fanout}, {"name": "b", "type": format!("A{}", i - 1)}]});
-    }
-    let nulls = leading(
-        schemas,
-        serde_json::json!({"type": "array", "items": "null"}),
-    );
-    let recursive = leading(
-        schemas,
-        serde_json::json!(["null", {"type": "record", "name": "Node",
-            "fields": [{"name": "next", "type": ["null", "Node"]}]}]),
-    );
-    let longs = leading(
-        schemas,
-        serde_json::json!({"type": "array", "items": "long"}),
-    );
+    let nulls = leading(schemas, nulls());
+    let recursive = leading(schemas, recursive());
+    let longs = leading(schemas, longs());
     let tags = leading(
         schemas,
         serde_json::json!({"type": "array", "items": "string"}),
@@ -90,7 +51,7 @@ fn decode_seeds(schemas: &Schemas, survey: &[u8]) -> Vec<(String, Vec<u8>)> {
             "block_claims_16m",
             literal(&longs, &with([block.clone(), vec![2; 50]].concat())),
         ),
-        ("fanout", literal(&leading(schemas, fanout), survey)),
+        ("fanout", literal(&leading(schemas, fanout()), survey)),
         (
             "tags",
             literal(

@@ -7,6 +7,7 @@
 
 use crate::common::check::{compare_rows, expected_for, observed_rows};
 use crate::common::harness::{all_visible, events, setup, Opts};
+use crate::common::hostile::{fanout, leading, longs, nulls, recursive, zigzag};
 use apache_avro::Schema;
 use cx_pipeline::codec::{avro, frame_confluent, Schemas};
 use cx_pipeline::model::Survey;
@@ -15,31 +16,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-
-fn zigzag(n: i64) -> Vec<u8> {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-/// The survey contract with a leading field of `ty`, as a producer may register it.
-fn leading(schemas: &Schemas, ty: serde_json::Value) -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&schemas.survey_json).unwrap_or_else(|e| panic!("{e}"));
-    v["fields"]
-        .as_array_mut()
-        .unwrap_or_else(|| panic!("fields"))
-        .insert(0, serde_json::json!({"name": "lead", "type": ty}));
-    v.to_string()
-}
 
 /// An ordinary survey's datum, to follow a hostile leading value.
 fn survey_datum(schemas: &Schemas, n: usize) -> Vec<u8> {
@@ -72,28 +48,12 @@ async fn hostile_messages_are_dead_lettered_and_everything_else_counts_exactly()
     let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry::new(&crate::common::env("CXP_SCHEMA_REGISTRY_URL"), None, None);
     let subject = format!("{}-value", s.topics.0);
-    let mut fanout = serde_json::json!({"type": "record", "name": "A0",
-        "fields": [{"name": "n", "type": "null"}]});
-    for i in 1..=25 {
-        fanout = serde_json::json!({"type": "record", "name": format!("A{i}"), "fields": [
-            {"name": "a", "type": fanout}, {"name": "b", "type": format!("A{}", i - 1)}]});
-    }
     let mut ids = HashMap::new();
     for (name, ty) in [
-        (
-            "nulls",
-            serde_json::json!({"type": "array", "items": "null"}),
-        ),
-        (
-            "recursive",
-            serde_json::json!(["null", {"type": "record", "name": "Node",
-                "fields": [{"name": "next", "type": ["null", "Node"]}]}]),
-        ),
-        (
-            "longs",
-            serde_json::json!({"type": "array", "items": "long"}),
-        ),
-        ("fanout", fanout),
+        ("nulls", nulls()),
+        ("recursive", recursive()),
+        ("longs", longs()),
+        ("fanout", fanout()),
     ] {
         let json = leading(&schemas, ty);
         Schema::parse_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"));

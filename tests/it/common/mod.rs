@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod harness;
+pub mod hostile;
 pub mod oracle;
 pub mod proxy;
 pub mod registry;
