@@ -115,8 +115,15 @@ fn too_long(ev: &Event, max: usize) -> Result<(), Reject> {
     fn o(v: &Option<String>) -> &str {
         v.as_deref().unwrap_or("")
     }
-    let fields: Vec<(&str, &str)> = match ev {
-        Event::Survey(s) => vec![
+    // Fixed arrays, not a Vec: this runs for every event.
+    let first_over = |fields: &[(&'static str, &str)]| {
+        fields
+            .iter()
+            .find(|(_, v)| v.len() > max)
+            .map(|&(name, v)| (name, v.len()))
+    };
+    let over = match ev {
+        Event::Survey(s) => first_over(&[
             ("response_id", &s.response_id),
             ("customer_id", &s.customer_id),
             ("ticket_id", o(&s.ticket_id)),
@@ -124,8 +131,8 @@ fn too_long(ev: &Event, max: usize) -> Result<(), Reject> {
             ("region", o(&s.region)),
             ("product", o(&s.product)),
             ("customer_tier", o(&s.customer_tier)),
-        ],
-        Event::Interaction(i) => vec![
+        ]),
+        Event::Interaction(i) => first_over(&[
             ("interaction_id", &i.interaction_id),
             ("ticket_id", &i.ticket_id),
             ("customer_id", &i.customer_id),
@@ -135,15 +142,12 @@ fn too_long(ev: &Event, max: usize) -> Result<(), Reject> {
             ("bucket", &i.bucket),
             ("category", &i.category),
             ("product", o(&i.product)),
-        ],
+        ]),
     };
-    match fields.into_iter().find(|(_, v)| v.len() > max) {
-        Some((name, v)) => Err(Reject {
+    match over {
+        Some((name, len)) => Err(Reject {
             reason: "too_long",
-            detail: format!(
-                "{name} is {} bytes, over ingest.max_key_bytes ({max})",
-                v.len()
-            ),
+            detail: format!("{name} is {len} bytes, over ingest.max_key_bytes ({max})"),
         }),
         None => Ok(()),
     }
