@@ -19,6 +19,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # with the distribution's updates, no rebuild of a vendored copy).
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# libFuzzer (scripts/fuzz.sh, through libfuzzer-sys) is C++.
+command -v g++ >/dev/null 2>&1 || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
