@@ -4,7 +4,7 @@
 //! that answers 500 or hangs on demand. Kafka and ClickHouse are real in the job-level tests.
 
 use crate::common::check::check;
-use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts};
+use crate::common::harness::{all_visible, events, setup, signal, wait_exit, Opts, Setup};
 use crate::common::proxy::{Mode, Proxy};
 use cx_pipeline::codec::{Decoder, Disposition, Schemas, WireFormat};
 use cx_pipeline::generator::Encoder;
@@ -168,9 +168,8 @@ async fn the_job_stops_with_a_clear_message_when_the_registry_refuses_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_loses_nothing() {
-    let s = setup("registry_outage", Opts::default()).await;
+/// Puts the real registry behind a proxy the test controls, in the job's config.
+async fn behind_proxy(s: &Setup) -> Proxy {
     let registry = crate::common::env("CXP_SCHEMA_REGISTRY_URL");
     let upstream = registry
         .trim_start_matches("http://")
@@ -179,7 +178,6 @@ async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_lo
         .unwrap_or_default()
         .to_string();
     let proxy = Proxy::start(upstream.clone()).await;
-    proxy.set(Mode::Http500);
     s.edit_config(
         &format!("schema_registry_url = \"{registry}\""),
         &format!(
@@ -187,6 +185,51 @@ async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_lo
             registry.replace(&upstream, &format!("127.0.0.1:{}", proxy.port))
         ),
     );
+    proxy
+}
+
+/// librdkafka keeps a partition paused across a revoke and a new assignment, while the job
+/// forgets why it paused it (the held message is dropped with the partition): every
+/// partition must be resumed when it is assigned, or it is never read again. Here every
+/// partition waits for the registry when a second member joins and then leaves (two eager
+/// rebalances), and all must be read once the registry is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_waiting_through_a_rebalance_are_read_again_after_it() {
+    let s = setup("held_rebalance", Opts::default()).await;
+    let proxy = behind_proxy(&s).await;
+    proxy.set(Mode::Http500);
+    let evs = events(8_000, 71);
+    let landed = s.produce(&evs).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let a = s.pipeline(&["run"], Some(&log_a));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let b = s.pipeline(&["run"], Some(&log_b));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    signal(&b, "-TERM");
+    assert_eq!(wait_exit(b, Duration::from_secs(120)).await, 0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rebalances = crate::common::harness::assignments(&log_a);
+    assert!(rebalances >= 3, "member a was assigned {rebalances} times");
+    assert!(
+        crate::common::harness::assignments(&log_b) >= 1,
+        "member b took partitions"
+    );
+    assert_eq!(s.contacts_written().await, 0, "nothing decoded yet");
+    proxy.set(Mode::Up);
+    s.wait_checkpointed(evs.len() as u64, Duration::from_secs(180))
+        .await;
+    signal(&a, "-TERM");
+    assert_eq!(wait_exit(a, Duration::from_secs(120)).await, 0);
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_longer_than_the_poll_interval_keeps_the_member_and_loses_nothing() {
+    let s = setup("registry_outage", Opts::default()).await;
+    let proxy = behind_proxy(&s).await;
+    proxy.set(Mode::Http500);
     // A member that does not call poll for 15 s is expelled; the outage lasts twice that.
     s.edit_config(
         "\"heartbeat.interval.ms\" = \"1000\"",

@@ -31,7 +31,7 @@ use hold::Held;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::Offset;
+use rdkafka::{Offset, TopicPartitionList};
 pub use setup::consumer_config;
 use setup::{cached_high_watermark, check_topics, client_config, Change, Ctx};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -391,6 +391,16 @@ impl Run<'_> {
 
     fn restore(&mut self, parts: &[i32]) -> Result<(), JobError> {
         let resumed = self.committer().assign(parts)?;
+        // librdkafka keeps a partition paused across a revoke and a new assignment, but
+        // `forget` dropped the reason it was paused (a held message, alignment): start every
+        // assigned partition running, and let `align` and `hold` pause it again if need be.
+        let mut tpl = TopicPartitionList::new();
+        for &p in parts {
+            for topic in &self.topics {
+                tpl.add_partition(topic, p);
+            }
+        }
+        self.consumer.resume(&tpl)?;
         for (p, offsets) in resumed {
             for s in Stream::ALL {
                 // Resume exactly after the checkpoint, wherever the committed offsets point:
