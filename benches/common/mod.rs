@@ -1,4 +1,4 @@
-//! Shared by the broker benchmarks (e2e.rs, soak.rs): settings from the environment, a
+//! Shared by the broker benchmarks (e2e.rs, soak.rs, checkpoints.rs): settings from the environment, a
 //! fresh topic set and pipeline config per run, topic creation and a producer.
 
 #![allow(dead_code)]
@@ -142,6 +142,17 @@ pub fn create_topics(s: &Setup, partitions: i32) {
 /// Produces generated events, at `rate` messages/s when non-zero; returns (messages,
 /// payload bytes).
 pub fn produce(s: &Setup, count: usize, rate: u64) -> (usize, usize) {
+    produce_part(s, count, 0..count, rate)
+}
+
+/// Produces `part` of the `count` events the generator makes (a backlog, then the live
+/// input that continues it in event time), at `rate` messages/s when non-zero.
+pub fn produce_part(
+    s: &Setup,
+    count: usize,
+    part: std::ops::Range<usize>,
+    rate: u64,
+) -> (usize, usize) {
     let schemas = Schemas::embedded().unwrap_or_else(|e| panic!("{e}"));
     let enc = Encoder {
         format: WireFormat::Avro,
@@ -166,6 +177,7 @@ pub fn produce(s: &Setup, count: usize, rate: u64) -> (usize, usize) {
         .unwrap_or_else(|e| panic!("producer: {e}"));
     let mut bytes = 0;
     let start = Instant::now();
+    let events = events.get(part).unwrap_or_default();
     for (n, g) in events.iter().enumerate() {
         if rate > 0 && n % 100 == 0 {
             let due = Duration::from_secs_f64(n as f64 / rate as f64);

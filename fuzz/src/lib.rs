@@ -224,9 +224,11 @@ fn checkpoint_ctx() -> &'static (Settings, SourceIdentity, Vec<u8>) {
 pub fn checkpoint(data: &[u8]) {
     let (st, src, header) = checkpoint_ctx();
     let _ = format::decode(data, st, src);
+    let _ = format::decode_row(data, st, src);
     let mut framed = header.clone();
     framed.extend_from_slice(data);
     let _ = format::decode(&framed, st, src);
+    let _ = format::decode_row(&framed, st, src);
 }
 
 /// A value planted as a password: long enough, with a digit and a letter, no spaces, and

@@ -55,6 +55,7 @@ pub struct Validated {
     pub batch: Batch,
     /// How often a flush also confirms dead letters, checkpoints state and commits offsets.
     pub checkpoint_interval: Duration,
+    pub snapshot_max_age: Duration,
     pub metrics: MetricsConfig,
     pub detector: DetectorSettings,
 }
@@ -179,7 +180,7 @@ impl Config {
         let masks: Vec<u8> = windows.config.groupings.iter().map(|g| g.mask).collect();
         let detector = self.detector.validate(&masks, &mut errs);
         let clickhouse = self.clickhouse.validate(&mut errs);
-        let (batch, checkpoint_interval) = self.sink.validate(&mut errs);
+        let (batch, checkpoint_interval, snapshot_max_age) = self.sink.validate(&mut errs);
         self.metrics.validate(&mut errs);
         if !errs.is_empty() {
             return Err(ConfigError(errs));
@@ -198,6 +199,7 @@ impl Config {
             clickhouse,
             batch,
             checkpoint_interval,
+            snapshot_max_age,
             metrics: self.metrics.clone(),
             detector,
         })

@@ -85,6 +85,11 @@ pub struct SinkConfig {
     /// Longer: less state serialized and fewer broker round trips; shorter: less replay
     /// after a crash (replays are idempotent either way).
     pub checkpoint_interval: String,
+    /// A checkpoint writes the whole state (a base) when the input since the last base
+    /// reaches half its size, and at least this often; the checkpoints in between are small
+    /// marks and a restore reads the input since the base again. Keep it well below the
+    /// input topics' retention.ms: a replay must find its records.
+    pub snapshot_max_age: String,
 }
 
 impl Default for SinkConfig {
@@ -94,13 +99,14 @@ impl Default for SinkConfig {
             max_bytes: 64 * 1024 * 1024,
             period: "2s".into(),
             checkpoint_interval: "10s".into(),
+            snapshot_max_age: "24h".into(),
         }
     }
 }
 
 impl SinkConfig {
-    /// The batch policy and the checkpoint interval.
-    pub(super) fn validate(&self, errs: &mut Vec<String>) -> (Batch, Duration) {
+    /// The batch policy, the checkpoint interval and the longest a base may age.
+    pub(super) fn validate(&self, errs: &mut Vec<String>) -> (Batch, Duration, Duration) {
         if self.max_rows == 0 {
             errs.push("sink.max_rows must be > 0".into());
         }
@@ -109,12 +115,19 @@ impl SinkConfig {
         }
         let period = duration("sink.period", &self.period, errs);
         let interval = duration("sink.checkpoint_interval", &self.checkpoint_interval, errs);
+        let max_age = duration("sink.snapshot_max_age", &self.snapshot_max_age, errs);
+        if max_age < interval {
+            errs.push(format!(
+                "sink.snapshot_max_age ({}) must not be shorter than sink.checkpoint_interval ({})",
+                self.snapshot_max_age, self.checkpoint_interval
+            ));
+        }
         let batch = Batch {
             max_rows: self.max_rows,
             max_bytes: self.max_bytes,
             period,
         };
-        (batch, interval)
+        (batch, interval, max_age)
     }
 }
 

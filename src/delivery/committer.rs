@@ -20,7 +20,7 @@ use crate::sink::SinkError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,8 +70,6 @@ pub struct Committer {
     due: BTreeSet<i32>,
     last_checkpoint: Instant,
     checkpoint_interval: Duration,
-    /// Business counts of facts written but not yet covered by a checkpoint, per partition.
-    business: BTreeMap<i32, Business>,
     /// The batch being filled, against its policy.
     batch: Filling,
 }
@@ -102,7 +100,6 @@ impl Committer {
             due: BTreeSet::new(),
             last_checkpoint: Instant::now(),
             checkpoint_interval: p.checkpoint_interval,
-            business: BTreeMap::new(),
             batch: Filling::new(p.batch),
         }
     }
@@ -120,6 +117,7 @@ impl Committer {
             return None;
         }
         self.batch.bytes = self.batch.bytes.saturating_add(payload_len);
+        self.store.note_input(p, payload_len);
         Some(fold(&mut self.core))
     }
 
@@ -207,7 +205,6 @@ impl Committer {
                 migrated: c.migrated,
             }
             .emit(&self.metrics);
-            self.business.remove(&p);
             self.core.restore(c.state);
             out.push((p, offsets));
         }
@@ -243,7 +240,6 @@ impl Committer {
             PartitionReleased { partition: p }.emit(&self.metrics);
         }
         self.store.release(p);
-        self.business.remove(&p);
         self.due.remove(&p);
         self.core.remove(p);
     }
@@ -260,9 +256,7 @@ impl Committer {
         self.batch.reset();
         self.metrics.record_evicted(&out);
         for (p, b) in Business::by_partition(&out) {
-            if self.owns(p) {
-                self.business.entry(p).or_default().merge(b);
-            }
+            self.store.add_counts(p, b);
         }
         // One insert in flight: wait for the previous batch's, then start this one and go
         // back to consuming. Rows carry versions and facts are replaced by id, so the order
@@ -304,7 +298,9 @@ impl Committer {
         self.dlq.confirm()?;
         let due: Vec<i32> = std::mem::take(&mut self.due).into_iter().collect();
         let states: Vec<_> = due.iter().filter_map(|&p| self.core.partition(p)).collect();
-        let saved = self.runtime.block_on(self.store.save(&states))?;
+        let saved = self
+            .runtime
+            .block_on(self.store.save(&states, mode == Flush::Final))?;
         self.last_checkpoint = Instant::now();
         let mut tpl = TopicPartitionList::new();
         for &p in &saved.written {
@@ -320,19 +316,17 @@ impl Committer {
         }
         CheckpointsWritten {
             partitions: saved.written.len() + saved.superseded.len(),
+            bases: saved.bases,
+            base_bytes: saved.base_bytes,
             bytes: saved.bytes,
         }
         .emit(&self.metrics);
-        // These facts can no longer be replayed: count them now, exactly once.
-        for p in &saved.written {
-            if let Some(b) = self.business.remove(p) {
-                self.metrics.record(&b);
-            }
+        // Counts past what this partition's owners published so far: exactly once, however
+        // often a replay produced the same facts again.
+        for (_, b) in &saved.publish {
+            self.metrics.record(b);
         }
         let mut fenced = Vec::new();
-        for p in &saved.superseded {
-            self.business.remove(p);
-        }
         for &(p, own_epoch, stored_epoch) in &saved.fenced {
             PartitionFenced {
                 partition: p,

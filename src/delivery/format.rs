@@ -5,16 +5,51 @@
 //! another cluster would skip records silently. So a mismatch refuses to start and says what
 //! changed and how to proceed; nothing is silently reinterpreted.
 
+use crate::metrics::Business;
 use crate::pipeline::partition::PartitionState;
 use crate::pipeline::Settings;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 4] = b"CXPS";
-/// Bumped whenever the header or the state's encoding changes.
-pub const FORMAT: u16 = 3;
+/// Bumped whenever the header or the state's encoding changes. Format 4 splits a checkpoint
+/// into a base (the whole state, in `cx.checkpoint_bases`) and marks (offsets and a
+/// reference to the base, in `cx.checkpoints`); see docs/DELIVERY.md, "Incremental
+/// checkpoints".
+pub const FORMAT: u16 = 4;
+/// Format 3 held the whole state in each `cx.checkpoints` row; it is read, and a claim
+/// rewrites it as a format-4 base and mark.
+const FORMAT_3: u16 = 3;
 /// Format 2 had no source identity; its state encoding is the same, so it is read and
-/// rewritten as format 3 (see [`check`]).
+/// rewritten as format 4 (see [`check`]).
 const FORMAT_2: u16 = 2;
+
+/// Which base a mark's state is: the base rows of a partition are keyed by the owner's
+/// epoch and a parity the owner alternates, so a new base never overwrites the one the
+/// latest mark still points at, and no other owner's writes ever land on it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BaseRef {
+    pub epoch: u32,
+    pub parity: u8,
+    pub version: u64,
+}
+
+/// A row of `cx.checkpoints` in format 4: where the state is, and what was published.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub base: BaseRef,
+    /// Version of the checkpoint row this owner restored from (claims), or 0: a former
+    /// owner whose copy was restored knows its facts were counted (store::recheck).
+    pub restored_from: u64,
+    /// Business counts published for the partition so far, cumulative over its owners.
+    pub published: Business,
+}
+
+/// What a row of `cx.checkpoints` holds.
+pub enum Stored {
+    /// Formats 2 and 3: the whole state.
+    Inline(Box<PartitionState>),
+    Mark(Mark),
+}
 
 /// One input topic as the checkpoint's offsets refer to it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -55,7 +90,7 @@ const NEW_STATE: &str = "start new state under a new kafka.state_id and kafka.gr
 pub enum CheckpointError {
     #[error(
         "it was written by another version of cx-pipeline (format {found}, this one reads \
-         {FORMAT_2} and {FORMAT}); run that version to its end, or {NEW_STATE}"
+         {FORMAT_2} to {FORMAT}); run that version to its end, or {NEW_STATE}"
     )]
     Format { found: String },
     #[error("settings changed since it was written: {0}. Restore the old values, or {NEW_STATE}")]
@@ -106,6 +141,39 @@ pub fn encode(
     postcard::to_extend(&ps.early_closed_ms(), bytes).map_err(corrupt)
 }
 
+/// A mark, behind the same header as a base.
+pub fn encode_mark(
+    m: &Mark,
+    st: &Settings,
+    source: &SourceIdentity,
+) -> Result<Vec<u8>, CheckpointError> {
+    postcard::to_extend(m, header(st, source)?).map_err(|e| CheckpointError::Corrupt(e.to_string()))
+}
+
+/// A row of `cx.checkpoints`: a format-4 mark, or a whole state in formats 2 and 3.
+pub fn decode_row(
+    bytes: &[u8],
+    st: &Settings,
+    source: &SourceIdentity,
+) -> Result<Checked<Stored>, CheckpointError> {
+    let c = check(bytes, st, source)?;
+    if c.format == FORMAT {
+        let (m, _): (Mark, &[u8]) = postcard::take_from_bytes(c.value)
+            .map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+        return Ok(Checked {
+            value: Stored::Mark(m),
+            migrated: false,
+            format: c.format,
+        });
+    }
+    let state = decode(bytes, st, source)?;
+    Ok(Checked {
+        value: Stored::Inline(Box::new(state.value)),
+        migrated: true,
+        format: c.format,
+    })
+}
+
 /// The bytes every checkpoint under `st` and `source` starts with (the fuzz target puts
 /// arbitrary state bytes behind it, to reach the state decoder past the header check).
 pub fn header(st: &Settings, source: &SourceIdentity) -> Result<Vec<u8>, CheckpointError> {
@@ -137,14 +205,16 @@ pub fn decode(
     Ok(Checked {
         value: state,
         migrated: c.migrated,
+        format: c.format,
     })
 }
 
-/// A checked checkpoint part; `migrated` when it came from format 2, whose source could
-/// not be verified (it recorded none) and which the next save rewrites as format 3.
+/// A checked checkpoint part; `migrated` when it came from an older format (2 recorded no
+/// source to verify; 2 and 3 held the whole state inline), which the claim rewrites.
 pub struct Checked<T> {
     pub value: T,
     pub migrated: bool,
+    pub format: u16,
 }
 
 /// Checks only the header against `st` and `source` (format, settings, source), returning
@@ -163,7 +233,7 @@ pub fn check<'a>(
     };
     let (format, _): (u16, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
     let (settings, stored, rest, migrated) = match format {
-        FORMAT => {
+        FORMAT | FORMAT_3 => {
             let (h, rest): (Header, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
             (h.settings, Some(h.source), rest, false)
         }
@@ -190,6 +260,7 @@ pub fn check<'a>(
     Ok(Checked {
         value: rest,
         migrated,
+        format,
     })
 }
 

@@ -7,11 +7,14 @@
 //!   with checkpoints.
 //! - [`store`]: the checkpoint store: ownership epochs (fencing), the versions that order
 //!   checkpoint copies and window rows across writers, the SQL.
+//! - [`bases`]: whole-state bases, written only when they pay; the marks in between
+//!   point at one, and the input topics hold the changes since (a restore replays them).
 //! - [`format`](mod@format): what a checkpoint records about itself (format version, the settings and
 //!   the Kafka source it belongs to), and the refusal when they changed.
 //! - [`dead_letter`]: rejected messages with their reason; never stops the job.
 //! - [`batch`]: when a batch of rows goes to the sink.
 
+pub mod bases;
 pub mod batch;
 pub mod committer;
 pub mod dead_letter;

@@ -6,10 +6,11 @@
 //! `epoch << 32 | sequence`, so the newest owner's newest copy wins whichever process wrote
 //! it and whenever its counter restarted.
 
-use super::format::{self, CheckpointError, SourceIdentity};
+use super::bases::{self, BaseInfo, Policy, Restored};
+use super::format::{self, BaseRef, CheckpointError, Mark, SourceIdentity, Stored};
+use crate::metrics::Business;
 use crate::pipeline::partition::PartitionState;
 use crate::pipeline::Settings;
-use crate::sink::clickhouse::now_s;
 use crate::sink::{ClickHouseSink, SinkError};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
@@ -74,19 +75,31 @@ pub struct Saved {
     /// replays (and counts) what this one covers: not to be counted here.
     pub superseded: Vec<i32>,
     pub fenced: Vec<(i32, u32, u32)>,
+    /// Bytes written: bases and marks.
     pub bytes: usize,
+    /// Bases among them (partitions), and their bytes.
+    pub bases: usize,
+    pub base_bytes: usize,
+    /// Business counts now due for publishing, per written partition.
+    pub publish: Vec<(i32, Business)>,
 }
 
 struct Owner {
     epoch: u32,
     seq: u32,
+    base: BaseInfo,
+    /// Counts of every fact of the lineage (goes into the next base).
+    cum: Business,
+    /// Counts published so far, by this owner and its predecessors (goes into each mark).
+    published: Business,
 }
 
 pub struct CheckpointStore {
-    sink: Arc<ClickHouseSink>,
-    state_id: String,
-    settings: Settings,
-    source: SourceIdentity,
+    pub(super) sink: Arc<ClickHouseSink>,
+    pub(super) state_id: String,
+    pub(super) settings: Settings,
+    pub(super) source: SourceIdentity,
+    policy: Policy,
     owned: BTreeMap<i32, Owner>,
 }
 
@@ -96,13 +109,38 @@ impl CheckpointStore {
         state_id: String,
         settings: Settings,
         source: SourceIdentity,
+        policy: Policy,
     ) -> Self {
         CheckpointStore {
             sink,
             state_id,
             settings,
             source,
+            policy,
             owned: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn refused(&self, partition: i32, source: CheckpointError) -> StoreError {
+        StoreError::Refused {
+            state_id: self.state_id.clone(),
+            partition,
+            source,
+        }
+    }
+
+    /// Input folded for an owned partition, counted towards its next base.
+    pub fn note_input(&mut self, p: i32, bytes: usize) {
+        if let Some(o) = self.owned.get_mut(&p) {
+            let b = u64::try_from(bytes).unwrap_or(u64::MAX);
+            o.base.input_since = o.base.input_since.saturating_add(b);
+        }
+    }
+
+    /// Facts an owned partition produced, counted into its lineage's totals.
+    pub fn add_counts(&mut self, p: i32, b: Business) {
+        if let Some(o) = self.owned.get_mut(&p) {
+            o.cum.merge(b);
         }
     }
 
@@ -173,8 +211,9 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Takes partitions over: restores each one's latest state and writes it back at once
-    /// under the next epoch, so a former owner that wakes up finds itself fenced.
+    /// Takes partitions over: restores each one's latest state (its base, which consumption
+    /// replays forward from) and writes it back at once as this owner's first base and
+    /// mark under the next epoch, so a former owner that wakes up finds itself fenced.
     pub async fn claim(&mut self, partitions: &[i32]) -> Result<Vec<Claimed>, StoreError> {
         let mut by_p: BTreeMap<i32, CheckpointRow> = self
             .load(partitions)
@@ -182,69 +221,75 @@ impl CheckpointStore {
             .into_iter()
             .map(|r| (r.source_partition, r))
             .collect();
-        let mut out = Vec::new();
-        let mut rows = Vec::new();
+        let (mut out, mut bases, mut marks, mut claimed) = (vec![], vec![], vec![], vec![]);
         for &p in partitions {
-            let refused = |source| StoreError::Refused {
-                state_id: self.state_id.clone(),
-                partition: p,
-                source,
+            let r = match by_p.remove(&p) {
+                Some(row) => self.restore(p, row).await?,
+                None => Restored {
+                    state: PartitionState::new(p),
+                    epoch: 0,
+                    migrated: false,
+                    cum: Business::default(),
+                    published: Business::default(),
+                    from: 0,
+                },
             };
-            let (state, epoch, migrated, bytes) = match by_p.remove(&p) {
-                Some(row) => {
-                    let c = format::decode(&row.state, &self.settings, &self.source)
-                        .map_err(refused)?;
-                    let bytes = if c.migrated {
-                        format::encode(&c.value, &self.settings, &self.source).map_err(refused)?
-                    } else {
-                        row.state
-                    };
-                    (c.value, epoch_of(row.version), c.migrated, bytes)
-                }
-                None => {
-                    let st = PartitionState::new(p);
-                    let bytes =
-                        format::encode(&st, &self.settings, &self.source).map_err(refused)?;
-                    (st, 0, false, bytes)
-                }
-            };
-            let epoch = epoch.saturating_add(1);
-            rows.push(self.row(p, checkpoint_version(epoch, 0), &state, bytes));
-            self.owned.insert(p, Owner { epoch, seq: 0 });
-            out.push(Claimed {
-                state,
+            let epoch = r.epoch.saturating_add(1);
+            let version = checkpoint_version(epoch, 0);
+            let at = BaseRef {
                 epoch,
-                migrated,
+                parity: 0,
+                version,
+            };
+            let base = self.base_row(p, at, &r.state, &r.cum)?;
+            let mark = Mark {
+                base: at,
+                restored_from: r.from,
+                published: r.published.clone(),
+            };
+            marks.push(self.mark_row(p, version, &r.state, &mark)?);
+            let info = BaseInfo::new(at, base.state.len(), 0);
+            bases.push(base);
+            self.owned.insert(
+                p,
+                Owner {
+                    epoch,
+                    seq: 0,
+                    base: info,
+                    cum: r.cum,
+                    published: r.published,
+                },
+            );
+            claimed.push((p, epoch));
+            out.push(Claimed {
+                state: r.state,
+                epoch,
+                migrated: r.migrated,
             });
         }
-        self.sink.insert("checkpoints", &rows).await?;
+        self.sink.insert("checkpoint_bases", &bases).await?;
+        self.sink.insert("checkpoints", &marks).await?;
+        bases::collect_garbage(&self.sink, &self.state_id, &claimed).await;
         Ok(out)
     }
 
-    fn row(&self, p: i32, version: u64, st: &PartitionState, state: Vec<u8>) -> CheckpointRow {
-        CheckpointRow {
-            consumer_group: self.state_id.clone(),
-            source_partition: p,
-            version,
-            survey_offset: st.clocks[0].next_offset,
-            interaction_offset: st.clocks[1].next_offset,
-            state,
-            written_at: now_s(),
-        }
-    }
-
-    /// Writes the given partitions' states, except those a newer owner has claimed since
-    /// (fenced: nothing is written for them and the caller must drop them). The epoch read
-    /// and the insert are not atomic; a copy that slips through that gap still carries the
+    /// Checkpoints the given partitions, except those a newer owner has claimed since
+    /// (fenced: nothing is written for them and the caller must drop them): a base where
+    /// one is due (`final_flush` makes every one due), then a mark for each. The epoch read
+    /// and the inserts are not atomic; a copy that slips through that gap still carries the
     /// older epoch and loses to the newer owner's.
-    pub async fn save(&mut self, states: &[&PartitionState]) -> Result<Saved, StoreError> {
+    pub async fn save(
+        &mut self,
+        states: &[&PartitionState],
+        final_flush: bool,
+    ) -> Result<Saved, StoreError> {
         let parts: Vec<i32> = states.iter().map(|s| s.partition).collect();
         if parts.is_empty() {
             return Ok(Saved::default());
         }
         let stored = self.stored_epochs(&parts).await?;
         let mut saved = Saved::default();
-        let mut rows = Vec::new();
+        let (mut bases, mut marks, mut new_bases) = (vec![], vec![], BTreeMap::new());
         for st in states {
             let p = st.partition;
             let Some(own) = self.owned.get(&p).map(|o| o.epoch) else {
@@ -256,32 +301,59 @@ impl CheckpointStore {
                 saved.fenced.push((p, own, theirs));
                 continue;
             }
-            let bytes = format::encode(st, &self.settings, &self.source).map_err(|source| {
-                StoreError::Refused {
-                    state_id: self.state_id.clone(),
-                    partition: p,
-                    source,
-                }
-            })?;
             let Some(o) = self.owned.get_mut(&p) else {
                 continue;
             };
             o.seq = o.seq.saturating_add(1);
             let version = checkpoint_version(o.epoch, o.seq);
-            saved.bytes += bytes.len();
-            rows.push(self.row(p, version, st, bytes));
+            let mut mark = Mark {
+                base: o.base.at,
+                restored_from: 0,
+                published: o.published.clone(),
+            };
+            mark.published.raise_to(&o.cum);
+            if o.base.due(self.policy, final_flush) {
+                let at = o.base.next(o.epoch, version);
+                let cum = o.cum.clone();
+                let row = self.base_row(p, at, st, &cum)?;
+                new_bases.insert(p, BaseInfo::new(at, row.state.len(), 0));
+                saved.base_bytes += row.state.len() + row.counts.len();
+                saved.bytes += row.state.len() + row.counts.len();
+                bases.push(row);
+                mark.base = at;
+            }
+            let row = self.mark_row(p, version, st, &mark)?;
+            saved.bytes += row.state.len();
+            marks.push(row);
             saved.written.push(p);
         }
-        self.sink.insert("checkpoints", &rows).await?;
-        self.recheck(&rows, &mut saved).await?;
+        saved.bases = bases.len();
+        self.sink.insert("checkpoint_bases", &bases).await?;
+        if !bases.is_empty() && bases::fault_after_bases() {
+            tracing::error!("CXP_FAULT_CHECKPOINT: aborting after the bases, before the marks");
+            std::process::abort();
+        }
+        self.sink.insert("checkpoints", &marks).await?;
+        self.recheck(&marks, &mut saved).await?;
+        for &p in &saved.written {
+            let Some(o) = self.owned.get_mut(&p) else {
+                continue;
+            };
+            if let Some(info) = new_bases.remove(&p) {
+                o.base = info;
+            }
+            saved.publish.push((p, o.cum.beyond(&o.published)));
+            o.published.raise_to(&o.cum);
+        }
         Ok(saved)
     }
 
     /// Closes the gap between the epoch read and the insert: a newer owner that claimed a
-    /// partition meanwhile either restored this very copy (its claim row holds the same
-    /// offsets: this writer's facts are covered and stay counted here) or an older one
-    /// (it replays them: not counted here). A claim row already merged away counts as the
-    /// latter, which can only under-count, never double-count.
+    /// partition meanwhile either restored this very copy (its claim mark names this row's
+    /// version: this writer's facts are in the counts it took over, so they are published
+    /// here) or an older one (it replays them and publishes them: not here). A claim row
+    /// already merged away counts as the latter, which can only under-count, never
+    /// double-count.
     async fn recheck(
         &mut self,
         rows: &[CheckpointRow],
@@ -299,11 +371,11 @@ impl CheckpointStore {
                 continue;
             };
             let sql = format!(
-                "SELECT survey_offset, interaction_offset FROM {}.checkpoints \
+                "SELECT ?fields FROM {}.checkpoints \
                  WHERE consumer_group = ? AND source_partition = ? AND version = ?",
                 self.sink.database()
             );
-            let claim: Vec<(i64, i64)> = self
+            let claim: Vec<CheckpointRow> = self
                 .sink
                 .retrying("SELECT", "checkpoints", || {
                     self.sink
@@ -312,12 +384,19 @@ impl CheckpointStore {
                         .bind(&self.state_id)
                         .bind(p)
                         .bind(checkpoint_version(theirs, 0))
-                        .fetch_all()
+                        .fetch_all::<CheckpointRow>()
                 })
                 .await?;
+            // The newer owner restored this very copy when its claim names it.
+            let same = claim.iter().any(|c| {
+                matches!(
+                    format::decode_row(&c.state, &self.settings, &self.source),
+                    Ok(format::Checked { value: Stored::Mark(m), .. }) if m.restored_from == r.version
+                )
+            });
             self.owned.remove(&p);
             saved.fenced.push((p, own, theirs));
-            if !claim.contains(&(r.survey_offset, r.interaction_offset)) {
+            if !same {
                 saved.written.retain(|&w| w != p);
                 saved.superseded.push(p);
             }

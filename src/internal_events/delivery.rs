@@ -89,6 +89,9 @@ impl InternalEvent for PartitionsLost<'_> {
 /// Checkpoints were written (after the rows and dead letters they cover).
 pub struct CheckpointsWritten {
     pub partitions: usize,
+    /// Whole-state bases among them, and their bytes; the rest are marks.
+    pub bases: usize,
+    pub base_bytes: usize,
     pub bytes: usize,
 }
 
@@ -96,10 +99,17 @@ impl InternalEvent for CheckpointsWritten {
     fn emit(self, m: &Metrics) {
         tracing::debug!(
             partitions = self.partitions,
+            bases = self.bases,
             bytes = self.bytes,
             "checkpoints written"
         );
         m.checkpoints.inc_by(self.partitions as u64);
+        let marks = self.bytes.saturating_sub(self.base_bytes);
+        for (kind, n) in [("base", self.base_bytes), ("mark", marks)] {
+            m.checkpoint_bytes
+                .with_label_values(&[kind])
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
     }
 }
 

@@ -7,9 +7,10 @@
 
 use crate::model::{MatchKind, NpsClass, UNATTRIBUTED, UNKNOWN};
 use crate::pipeline::partition::{ContactFact, Outputs, SurveyFact};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SurveyCounts {
     pub(super) n: u64,
     pub(super) classes: [u64; 3],
@@ -17,7 +18,7 @@ pub(super) struct SurveyCounts {
     pub(super) sat: u64,
 }
 
-#[derive(Default, Debug, PartialEq, Eq)]
+#[derive(Default, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Business {
     /// [region, channel, bucket] of settled surveys.
     pub(super) surveys: HashMap<[String; 3], SurveyCounts>,
@@ -109,5 +110,112 @@ impl Business {
         for (a, b) in self.matched.iter_mut().zip(o.matched) {
             *a += b;
         }
+    }
+}
+
+/// Cumulative counts, as a partition's lineage of owners carries them (delivery::store):
+/// what is due for publishing is the cumulative count past what was already published, so
+/// an owner replaying facts its predecessor already counted publishes nothing for them.
+impl Business {
+    /// Counts in `self` beyond `published`, component by component (never below zero).
+    pub fn beyond(&self, published: &Business) -> Business {
+        let mut out = Business::default();
+        for (k, v) in &self.surveys {
+            let was = published.surveys.get(k).copied().unwrap_or_default();
+            let d = SurveyCounts {
+                n: v.n.saturating_sub(was.n),
+                classes: [0, 1, 2].map(|i| v.classes[i].saturating_sub(was.classes[i])),
+                csat: v.csat.saturating_sub(was.csat),
+                sat: v.sat.saturating_sub(was.sat),
+            };
+            if d != SurveyCounts::default() {
+                out.surveys.insert(k.clone(), d);
+            }
+        }
+        for (k, &(n, ms)) in &self.contacts {
+            let (wn, wms) = published.contacts.get(k).copied().unwrap_or_default();
+            let d = (n.saturating_sub(wn), ms.saturating_sub(wms));
+            if d != (0, 0) {
+                out.contacts.insert(k.clone(), d);
+            }
+        }
+        out.matched = [0, 1, 2].map(|i| self.matched[i].saturating_sub(published.matched[i]));
+        out
+    }
+
+    /// Raises every component to at least `other`'s.
+    pub fn raise_to(&mut self, other: &Business) {
+        for (k, v) in &other.surveys {
+            let e = self.surveys.entry(k.clone()).or_default();
+            e.n = e.n.max(v.n);
+            for (a, b) in e.classes.iter_mut().zip(v.classes) {
+                *a = (*a).max(b);
+            }
+            e.csat = e.csat.max(v.csat);
+            e.sat = e.sat.max(v.sat);
+        }
+        for (k, &(n, ms)) in &other.contacts {
+            let e = self.contacts.entry(k.clone()).or_default();
+            *e = (e.0.max(n), e.1.max(ms));
+        }
+        for (a, b) in self.matched.iter_mut().zip(other.matched) {
+            *a = (*a).max(b);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.surveys.is_empty() && self.contacts.is_empty() && self.matched == [0; 3]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(n: u64, contacts: u64) -> Business {
+        let mut b = Business::default();
+        let k = ["r".to_string(), "c".to_string(), "b".to_string()];
+        b.surveys.insert(
+            k.clone(),
+            SurveyCounts {
+                n,
+                classes: [n, 0, 0],
+                csat: 4 * n,
+                sat: n,
+            },
+        );
+        b.contacts.insert(k, (contacts, 1_000 * contacts));
+        b.matched = [n, 0, 0];
+        b
+    }
+
+    #[test]
+    fn an_owner_publishes_only_what_its_predecessors_did_not() {
+        // The first owner published 10 surveys and 5 contacts; the next one restored an
+        // older base (7 and 3) and replays: nothing is due until it passes 10 and 5.
+        let published = counts(10, 5);
+        assert!(counts(7, 3).beyond(&published).is_empty());
+        assert!(counts(10, 5).beyond(&published).is_empty());
+        let due = counts(12, 5).beyond(&published);
+        assert_eq!(due, {
+            let mut d = counts(2, 0);
+            d.contacts.clear();
+            d
+        });
+        let mut p = published.clone();
+        p.raise_to(&counts(12, 4));
+        assert_eq!(p, {
+            let mut d = counts(12, 5);
+            d.surveys.values_mut().for_each(|s| s.n = 12);
+            d
+        });
+        // Every owner publishing `beyond` then raising: the sum is the last cumulative.
+        let mut total = Business::default();
+        let mut mark = Business::default();
+        for cum in [counts(4, 2), counts(9, 6), counts(7, 5), counts(15, 8)] {
+            total.merge(cum.beyond(&mark));
+            mark.raise_to(&cum);
+        }
+        assert_eq!(total, counts(15, 8));
     }
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     /// The ClickHouse series, shared with the detector's own registry.
     pub sink: SinkMetrics,
     pub checkpoints: IntCounter,
+    /// Bytes of checkpoints written, by kind (base, mark): the write amplification.
+    pub checkpoint_bytes: IntCounterVec,
     pub commit_errors: IntCounter,
     /// Partitions given up without a final checkpoint: `fenced` (a newer owner's epoch was
     /// found) or `lost` (the group expelled this instance).
@@ -200,6 +202,12 @@ impl Metrics {
             ),
             sink: SinkMetrics::new(&r),
             checkpoints: single_counter(&r, "cx_checkpoints_total", "Partition checkpoints written"),
+            checkpoint_bytes: counter(
+                &r,
+                "cx_checkpoint_bytes_total",
+                "Bytes of checkpoints written: whole-state bases and the small marks between them",
+                &["kind"],
+            ),
             commit_errors: single_counter(&r, "cx_commit_errors_total", "Failed Kafka offset commits"),
             fenced: counter(
                 &r,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-const DDL: [&str; 9] = [
+const DDL: [&str; 10] = [
     include_str!("sql/001_database.sql"),
     include_str!("sql/002_survey_facts.sql"),
     include_str!("sql/003_interaction_facts.sql"),
@@ -25,6 +25,7 @@ const DDL: [&str; 9] = [
     include_str!("sql/007_nps_alerts.sql"),
     include_str!("sql/008_nps_digest.sql"),
     include_str!("sql/009_detector_progress.sql"),
+    include_str!("sql/010_checkpoint_bases.sql"),
 ];
 
 /// Oldest server the row formats and DDL were verified against.

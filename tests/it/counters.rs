@@ -91,3 +91,87 @@ async fn business_counters_count_each_fact_once_across_a_crash() {
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
+
+/// Incremental checkpoints: a mark names an older base, and a new owner replays the input
+/// since that base, facts its predecessor already published included. Those must not be
+/// counted again: A publishes up to its last mark and dies; B restores that mark's base,
+/// replays, and publishes only what lies beyond; A's and B's counts add up to the oracle's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_an_older_base_counts_nothing_twice() {
+    let addr = crate::common::free_local_addr();
+    let s = setup(
+        "countbase",
+        Opts {
+            checkpoint_interval: "1s",
+            metrics_listen: &addr,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let evs = events(14_000, 43);
+    let (first, tail) = (8_000, 8_400);
+    let mut landed = s.produce(&evs[..first]).await;
+    let a = s.pipeline(&["run"], None);
+    scrape_when_up(&addr).await;
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    // A trickle, far less than half a base: A's checkpoints for it are marks only.
+    landed.extend(
+        s.produce_paced(&evs[first..tail], Duration::from_secs(3))
+            .await,
+    );
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let by_a = scrape(&addr).await;
+    signal(&a, "-KILL");
+    wait_exit(a, Duration::from_secs(30)).await;
+    let replaying = crate::common::count(
+        &s.ch,
+        &format!(
+            "SELECT count() FROM {db}.checkpoints FINAL WHERE (source_partition, version) \
+             NOT IN (SELECT source_partition, version FROM {db}.checkpoint_bases)",
+            db = s.db
+        ),
+    )
+    .await;
+    assert!(replaying > 0, "some latest mark names an older base");
+
+    landed.extend(s.produce(&evs[tail..]).await);
+    let b = s.pipeline(&["run"], None);
+    scrape_when_up(&addr).await;
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    let exp = expected_for(&s, &evs, &all_visible(&landed));
+    let settled = exp.surveys.values().filter(|(_, fin)| *fin).count() as u64;
+    let sums = |text: &str| {
+        (
+            crate::common::metric_sum(text, "cx_contacts_total"),
+            crate::common::metric_sum(text, "cx_survey_responses_total"),
+        )
+    };
+    let a_counts = sums(&by_a);
+    assert!(
+        a_counts.0 > 0 && a_counts.1 > 0,
+        "A published: {a_counts:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut total = (0, 0);
+    while Instant::now() < deadline {
+        let b_counts = sums(&scrape(&addr).await);
+        total = (a_counts.0 + b_counts.0, a_counts.1 + b_counts.1);
+        if total == (exp.contacts as u64, settled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    signal(&b, "-TERM");
+    assert_eq!(wait_exit(b, Duration::from_secs(120)).await, 0);
+    assert_eq!(
+        total,
+        (exp.contacts as u64, settled),
+        "A's and B's counts add up"
+    );
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

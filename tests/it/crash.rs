@@ -273,3 +273,40 @@ async fn committed_offsets_behind_or_ahead_of_the_checkpoint_change_nothing() {
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
+
+/// The one crash point inside the checkpoint path that a SIGKILL from outside rarely hits:
+/// after a checkpoint's new bases are stored and before the marks that name them. The fault
+/// hook (`CXP_FAULT_CHECKPOINT=abort_after_bases`) aborts the process there; the next owner
+/// must restore from the previous mark's base, replay the input since, and end exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_between_bases_and_marks_equals_the_oracle() {
+    let s = setup(
+        "abortbases",
+        Opts {
+            checkpoint_interval: "1s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let evs = events(24_000, 23);
+    let third = evs.len() / 3;
+    let mut landed = s.produce(&evs[..third]).await;
+    s.run_to_end().await;
+    // Every routine checkpoint now writes bases: the fault is certain to fire mid-stream.
+    s.edit_config(
+        "checkpoint_interval = \"1s\"",
+        "checkpoint_interval = \"1s\"\nsnapshot_max_age = \"1s\"",
+    );
+    for part in [&evs[third..2 * third], &evs[2 * third..]] {
+        landed.extend(s.produce(part).await);
+        let child = s.pipeline_env(
+            &["run"],
+            None,
+            &[("CXP_FAULT_CHECKPOINT", "abort_after_bases")],
+        );
+        let code = harness::wait_exit(child, Duration::from_secs(180)).await;
+        assert_ne!(code, 0, "the fault hook aborted the run");
+    }
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

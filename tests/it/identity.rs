@@ -1,7 +1,7 @@
 //! Checkpoints that know what they are, against real Kafka and ClickHouse: a topic deleted
 //! and created again under the same state id refuses to start (its offsets would skip
-//! records), a checkpoint of the previous format (2) is migrated and the result is exact, and
-//! one without a header (format 1) refuses. The changed-settings refusal is in
+//! records), checkpoints of the previous formats (3 and 2, the whole state inline) are migrated to
+//! bases and marks and the result is exact, and one without a header (format 1) refuses. The changed-settings refusal is in
 //! `misbehave.rs`.
 
 use crate::common::check::check;
@@ -30,10 +30,10 @@ async fn checkpoints(s: &crate::common::harness::Setup) -> Vec<CheckpointRow> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Replaces every checkpoint's state with `rewrite(state)`, as a newer copy.
+/// Replaces every checkpoint's state with `rewrite(partition, state)`, as a newer copy.
 async fn rewrite_checkpoints(
     s: &crate::common::harness::Setup,
-    rewrite: impl Fn(&[u8]) -> Vec<u8>,
+    rewrite: impl Fn(i32, &[u8]) -> Vec<u8>,
 ) {
     let rows = checkpoints(s).await;
     assert!(!rows.is_empty(), "the first run wrote checkpoints");
@@ -43,7 +43,7 @@ async fn rewrite_checkpoints(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for mut r in rows {
-        r.state = rewrite(&r.state);
+        r.state = rewrite(r.source_partition, &r.state);
         r.version += 1;
         ins.write(&r).await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -106,7 +106,7 @@ async fn a_topic_created_again_under_the_same_state_id_refuses_to_start() {
     assert_eq!(row_count(&s).await, before, "the refused run wrote nothing");
 }
 
-/// Format 3's header as this test reads it, independently of the crate's private types.
+/// The header (format 3 and 4) as this test reads it, independently of the crate's types.
 #[derive(Serialize, Deserialize)]
 struct Header3 {
     format: u16,
@@ -126,54 +126,98 @@ fn split(state: &[u8]) -> (Header3, Vec<u8>) {
         .unwrap_or_else(|| panic!("magic"));
     let (h, rest): (Header3, &[u8]) =
         postcard::take_from_bytes(body).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(h.format, 3);
     (h, rest.to_vec())
 }
 
+/// Each partition's newest base (after a bounded run's final flush, the one its mark names):
+/// (partition, state bytes).
+async fn newest_bases(s: &crate::common::harness::Setup) -> Vec<(i32, Vec<u8>)> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Base {
+        source_partition: i32,
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    }
+    client(&s.ch, &s.db)
+        .query(
+            "SELECT source_partition, argMax(state, version) AS state \
+             FROM checkpoint_bases FINAL GROUP BY source_partition",
+        )
+        .fetch_all::<Base>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|b| (b.source_partition, b.state))
+        .collect()
+}
+
+/// Rewrites every partition's checkpoint as an earlier version left it: the whole state
+/// inline in `checkpoints`, behind the header `header` builds from the current one.
+async fn as_inline(s: &crate::common::harness::Setup, header: impl Fn(Header3) -> Vec<u8>) {
+    let bases = newest_bases(s).await;
+    rewrite_checkpoints(s, |p, _| {
+        let (_, base) = bases
+            .iter()
+            .find(|(bp, _)| *bp == p)
+            .unwrap_or_else(|| panic!("no base for partition {p}"));
+        let (h, rest) = split(base);
+        assert_eq!(h.format, 4, "bases are format 4");
+        let mut out = header(h);
+        out.extend(rest);
+        out
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_format_2_checkpoint_is_migrated_and_a_format_1_one_refused() {
+async fn formats_2_and_3_are_migrated_and_a_format_1_one_refused() {
     let s = setup("oldformat", Opts::default()).await;
-    let evs = events(16_000, 9);
-    let half = evs.len() / 2;
-    let mut landed = s.produce(&evs[..half]).await;
+    let evs = events(18_000, 9);
+    let third = evs.len() / 3;
+    let mut landed = s.produce(&evs[..third]).await;
     s.run_to_end().await;
     let ids: Vec<SourceIdentity> = checkpoints(&s)
         .await
         .iter()
         .map(|r| split(&r.state).0.source)
+        .chain(newest_bases(&s).await.iter().map(|b| split(&b.1).0.source))
         .collect();
     assert!(
         ids.iter().all(|i| i.topics[0].name == s.topics.0
             && i.topics[0].id.is_some()
             && i.cluster_id.is_some()),
-        "checkpoints record the topics' ids and the cluster"
+        "marks and bases record the topics' ids and the cluster"
     );
 
-    // As an earlier version left them: the same state behind a header without the source.
-    rewrite_checkpoints(&s, |state| {
-        let (h, rest) = split(state);
-        let mut out = b"CXPS".to_vec();
-        out = postcard::to_extend(
-            &Header2 {
-                format: 2,
-                settings: h.settings,
-            },
-            out,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        out.extend(rest);
-        out
+    // As the previous version (format 3) left them: the whole state inline.
+    as_inline(&s, |h| {
+        postcard::to_extend(&Header3 { format: 3, ..h }, b"CXPS".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"))
     })
     .await;
-    landed.extend(s.produce(&evs[half..]).await);
+    landed.extend(s.produce(&evs[third..2 * third]).await);
     s.run_to_end().await;
     for r in checkpoints(&s).await {
-        assert_eq!(split(&r.state).0.format, 3, "rewritten in the new format");
+        assert_eq!(split(&r.state).0.format, 4, "rewritten in the new format");
+    }
+    // As format 2 left them: the same, behind a header without the source.
+    as_inline(&s, |h| {
+        let h2 = Header2 {
+            format: 2,
+            settings: h.settings,
+        };
+        postcard::to_extend(&h2, b"CXPS".to_vec()).unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await;
+    landed.extend(s.produce(&evs[2 * third..]).await);
+    s.run_to_end().await;
+    for r in checkpoints(&s).await {
+        assert_eq!(split(&r.state).0.format, 4, "rewritten in the new format");
     }
     check(&s, &evs, &all_visible(&landed)).await;
 
     // Without any header: refused, naming the format.
-    rewrite_checkpoints(&s, |state| split(state).1).await;
+    as_inline(&s, |_| Vec::new()).await;
     let text = s.run_refused(&[]).await;
     assert!(
         text.contains("format 1 (no header)") && text.contains("kafka.state_id"),

@@ -17,6 +17,7 @@ mod setup;
 
 use crate::codec::{DecodeError, Decoder, Disposition};
 use crate::config::Validated;
+use crate::delivery::bases::Policy;
 use crate::delivery::dead_letter::{DeadLetter, DeadLetterProducer};
 use crate::delivery::store::CheckpointStore;
 use crate::delivery::{Close, Committer, CommitterParts, DeliveryError};
@@ -103,6 +104,9 @@ impl KafkaJob {
             k.state_id().to_string(),
             v.settings.clone(),
             source,
+            Policy {
+                max_age: v.snapshot_max_age,
+            },
         );
         self.runtime
             .block_on(store.check_all(partitions))

@@ -1,0 +1,125 @@
+//! Checkpoint cost at steady state and restore after SIGKILL, against the real broker and
+//! ClickHouse. A backlog of CXP_CKPT_EVENTS generated events (500,000) on
+//! CXP_CKPT_PARTITIONS partitions (4) is read by a bounded run; then a live run reads
+//! CXP_CKPT_RATE events/s (10) for CXP_CKPT_SECS (60) that continue the backlog in event
+//! time. Reported: the checkpoint bytes written during the live phase (the job's own
+//! `checkpoints written` events), per round, and the write amplification (checkpoint bytes /
+//! input payload bytes). Then the live run is SIGKILLed and a bounded run restarts from its
+//! checkpoints: the time until it has restored, replayed and ended.
+//!
+//! CXP_BIN selects the binary, so an older build is measured the same way, side by side.
+//!
+//! Run: scripts/bench-e2e.sh checkpoints
+
+mod common;
+
+use common::{create_topics, num, produce_part, Setup};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Sums the `bytes` (and `bases`) fields of the `checkpoints written` events in `text`.
+fn checkpoint_bytes(text: &str) -> (u64, u64, u64) {
+    let plain = strip_ansi(text);
+    let field = |line: &str, name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut rounds, mut bytes, mut bases) = (0, 0, 0);
+    for l in plain.lines().filter(|l| l.contains("checkpoints written")) {
+        rounds += 1;
+        bytes += field(l, "bytes");
+        bases += field(l, "bases");
+    }
+    (rounds, bytes, bases)
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn run(s: &Setup, args: &[&str], log: &std::path::Path) -> std::process::Child {
+    let file = s.config_file("a");
+    let f = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
+    Command::new(&s.bin)
+        .arg("--config")
+        .arg(&file)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            "warn,cx_pipeline::internal_events::delivery=debug",
+        )
+        .stderr(Stdio::from(f))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", s.bin))
+}
+
+fn main() {
+    let Some(s) = Setup::from_env("ckpt") else {
+        return;
+    };
+    let backlog = num("CXP_CKPT_EVENTS", 500_000);
+    let rate = num("CXP_CKPT_RATE", 10);
+    let secs = num("CXP_CKPT_SECS", 60);
+    let parts = i32::try_from(num("CXP_CKPT_PARTITIONS", 4)).unwrap_or(4);
+    let total = backlog + rate * secs;
+    create_topics(&s, parts);
+    let dir = std::env::temp_dir().join(&s.id);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    println!("binary: {}", s.bin);
+
+    let (_, backlog_bytes) = produce_part(&s, total, 0..backlog, 0);
+    let t = Instant::now();
+    let status = run(&s, &["run", "--until-end"], &dir.join("backlog.log"))
+        .wait()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(dir.join("backlog.log")).unwrap_or_default();
+    let (rounds, bytes, _) = checkpoint_bytes(&text);
+    println!(
+        "backlog: {backlog} events ({backlog_bytes} payload bytes) in {:.1} s, exit {status}; \
+         {rounds} checkpoint rounds wrote {bytes} bytes",
+        t.elapsed().as_secs_f64()
+    );
+
+    let live_log = dir.join("live.log");
+    let mut live = run(&s, &["run"], &live_log);
+    std::thread::sleep(Duration::from_secs(15)); // claims written, caught up
+    let before = std::fs::read_to_string(&live_log).unwrap_or_default().len();
+    let (n, input) = produce_part(&s, total, backlog..total, rate as u64);
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&live_log).unwrap_or_default();
+    let (rounds, bytes, bases) = checkpoint_bytes(text.get(before..).unwrap_or(""));
+    println!(
+        "live: {n} events ({input} payload bytes) at {rate}/s over {secs} s: {rounds} checkpoint \
+         rounds ({bases} bases) wrote {bytes} bytes, {:.0} bytes per round; write amplification \
+         (checkpoint bytes / input bytes) {:.1}x",
+        bytes as f64 / rounds.max(1) as f64,
+        bytes as f64 / input.max(1) as f64
+    );
+
+    let _ = live.kill(); // SIGKILL
+    let _ = live.wait();
+    let t = Instant::now();
+    let status = run(&s, &["run", "--until-end"], &dir.join("restore.log"))
+        .wait()
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "restore after SIGKILL: a bounded run restored, replayed and ended in {:.1} s, exit {status}",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
