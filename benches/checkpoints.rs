@@ -68,6 +68,27 @@ fn run(s: &Setup, args: &[&str], log: &std::path::Path) -> std::process::Child {
         .unwrap_or_else(|e| panic!("spawn {}: {e}", s.bin))
 }
 
+/// Waits for the child, sampling its peak resident set (VmHWM) while it runs: MiB.
+fn wait_peak(mut child: std::process::Child) -> (std::process::ExitStatus, f64) {
+    let path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let hwm = text
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(hwm);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return (status, peak_kib as f64 / 1024.0);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn main() {
     let Some(s) = Setup::from_env("ckpt") else {
         return;
@@ -84,19 +105,18 @@ fn main() {
 
     let (_, backlog_bytes) = produce_part(&s, total, 0..backlog, 0);
     let t = Instant::now();
-    let status = run(&s, &["run", "--until-end"], &dir.join("backlog.log"))
-        .wait()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, peak) = wait_peak(run(&s, &["run", "--until-end"], &dir.join("backlog.log")));
     let text = std::fs::read_to_string(dir.join("backlog.log")).unwrap_or_default();
     let (rounds, bytes, _) = checkpoint_bytes(&text);
     println!(
-        "backlog: {backlog} events ({backlog_bytes} payload bytes) in {:.1} s, exit {status}; \
-         {rounds} checkpoint rounds wrote {bytes} bytes",
+        "backlog: {backlog} events ({backlog_bytes} payload bytes) in {:.1} s, exit {status}, \
+         peak RSS {peak:.0} MiB; {rounds} checkpoint rounds wrote {bytes} bytes",
         t.elapsed().as_secs_f64()
     );
 
     let live_log = dir.join("live.log");
-    let mut live = run(&s, &["run"], &live_log);
+    let live = run(&s, &["run"], &live_log);
+    let live_pid = live.id();
     std::thread::sleep(Duration::from_secs(15)); // claims written, caught up
     let before = std::fs::read_to_string(&live_log).unwrap_or_default().len();
     let (n, input) = produce_part(&s, total, backlog..total, rate as u64);
@@ -111,14 +131,21 @@ fn main() {
         bytes as f64 / input.max(1) as f64
     );
 
+    let hwm = std::fs::read_to_string(format!("/proc/{live_pid}/status")).unwrap_or_default();
+    println!(
+        "live run peak RSS: {}",
+        hwm.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("?")
+    );
+    let mut live = live;
     let _ = live.kill(); // SIGKILL
     let _ = live.wait();
     let t = Instant::now();
-    let status = run(&s, &["run", "--until-end"], &dir.join("restore.log"))
-        .wait()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, peak) = wait_peak(run(&s, &["run", "--until-end"], &dir.join("restore.log")));
+    let text = std::fs::read_to_string(dir.join("restore.log")).unwrap_or_default();
+    let (_, bytes, _) = checkpoint_bytes(&text);
     println!(
-        "restore after SIGKILL: a bounded run restored, replayed and ended in {:.1} s, exit {status}",
+        "restore after SIGKILL: a bounded run restored, replayed and ended in {:.1} s, exit \
+         {status}, peak RSS {peak:.0} MiB (its claims and final checkpoint wrote {bytes} bytes)",
         t.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(dir);

@@ -159,12 +159,18 @@ pub fn produce_part(
         schemas,
         ids: (0, 0),
     };
+    // CXP_BENCH_PER_DAY: messages per day of event time (the generator's default is about
+    // 66,000); tickets come faster and customers grow with it.
+    let d = GenConfig::default();
+    let ratio = num("CXP_BENCH_PER_DAY", 66_461) as f64 / 66_461.0;
     let events = generate(
         &GenConfig {
             count,
             malformed_share: share("CXP_BENCH_MALFORMED", 0.0),
             late_share: share("CXP_BENCH_LATE", 0.0),
-            ..GenConfig::default()
+            ticket_gap_ms: ((d.ticket_gap_ms as f64 / ratio).round() as i64).max(1),
+            customers: ((d.customers as f64 * ratio).round() as u64).max(1),
+            ..d
         },
         WireFormat::Avro,
     );

@@ -27,6 +27,31 @@ pub struct GenerateOptions {
     /// Event time of the first ticket, ms since the epoch (default: now minus the span).
     #[arg(long)]
     pub start_ms: Option<i64>,
+    /// Messages per day of event time (the contact centre's size); tickets and customers
+    /// scale with it. Default: the generator's own, about 66,000.
+    #[arg(long)]
+    pub per_day: Option<u64>,
+    /// Days of event time to produce: sets `--count` to `--per-day` × days.
+    #[arg(long)]
+    pub days: Option<u64>,
+}
+
+/// Event-time milliseconds per message at the generator's defaults (a ticket every 3 s
+/// yields about 2.3 messages).
+const MS_PER_MESSAGE: u64 = 1_300;
+
+/// The generator settings `--per-day` and `--days` ask for: (count, ticket gap, customers).
+fn scale(o: &GenerateOptions, d: &GenConfig) -> (usize, i64, u64, u64) {
+    let default_per_day = 86_400_000 / MS_PER_MESSAGE;
+    let per_day = o.per_day.unwrap_or(default_per_day).max(1);
+    let count = o.days.map_or(o.count, |days| {
+        usize::try_from(per_day.saturating_mul(days)).unwrap_or(usize::MAX)
+    });
+    let ratio = per_day as f64 / default_per_day as f64;
+    let gap = ((d.ticket_gap_ms as f64 / ratio).round() as i64).max(1);
+    let customers = ((d.customers as f64 * ratio).round() as u64).max(1);
+    let ms_per_message = (86_400_000 / per_day).max(1);
+    (count, gap, customers, ms_per_message)
 }
 
 /// Registers both reader schemas under the topics' `-value` subjects; their ids.
@@ -56,13 +81,16 @@ pub async fn run(v: Validated, o: GenerateOptions) -> Result<(), AppError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let span = i64::try_from(o.count)
+    let (count, ticket_gap_ms, customers, ms_per_message) = scale(&o, &GenConfig::default());
+    let span = i64::try_from(count)
         .unwrap_or(i64::MAX)
-        .saturating_mul(1_300);
+        .saturating_mul(i64::try_from(ms_per_message).unwrap_or(i64::MAX));
     let gen_cfg = GenConfig {
         seed: o.seed,
-        count: o.count,
+        count,
         start_ms: o.start_ms.unwrap_or(now.saturating_sub(span)),
+        ticket_gap_ms,
+        customers,
         malformed_share: o.malformed_share,
         late_share: o.late_share,
         ..GenConfig::default()

@@ -49,6 +49,9 @@ impl Config {
         if let Some(v) = get("CXP_KAFKA_BROKERS") {
             self.kafka.brokers = v;
         }
+        if let Some(v) = get("CXP_GROUP_INSTANCE_ID").filter(|v| !v.is_empty()) {
+            self.kafka.group_instance_id = Some(v);
+        }
         if let Some(v) = secret(&get, SECRETS[0], &mut errs) {
             self.kafka.sasl_password = Some(v);
         }

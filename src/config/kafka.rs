@@ -28,6 +28,11 @@ pub struct KafkaConfig {
     /// the old group's name when moving a deployment to a new consumer group, so the new
     /// group resumes from the old state instead of starting empty.
     pub state_id: Option<String>,
+    /// Static group membership (Kafka's `group.instance.id`, KIP-345): an instance that
+    /// restarts under the same id within `session.timeout.ms` gets its partitions back
+    /// without a rebalance, so a rolling restart moves no other instance's state. Unique
+    /// per instance (the pod name: CXP_GROUP_INSTANCE_ID); unset, membership is dynamic.
+    pub group_instance_id: Option<String>,
     /// While catching up, a partition's stream that is this far ahead of the other in event
     /// time is paused until the other catches up or is read to its end, so surveys do not
     /// wait pending (and windows stay open) for a backlog of contacts still unread. Changes
@@ -51,6 +56,7 @@ impl Default for KafkaConfig {
             consumer: Passthrough::default(),
             sasl_password: None,
             state_id: None,
+            group_instance_id: None,
             max_stream_skew: "1h".into(),
             idle_timeout: None,
         }

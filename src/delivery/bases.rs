@@ -23,19 +23,66 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-#[derive(Row, Serialize, Deserialize, Debug, Clone)]
+/// A base as the store handles it: the whole encoded state.
+#[derive(Debug, Clone)]
 pub struct BaseRow {
     pub consumer_group: String,
     pub source_partition: i32,
     pub epoch: u32,
     pub parity: u8,
     pub version: u64,
-    #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
     /// Business counts of every fact the state's lineage produced (postcard).
-    #[serde(with = "serde_bytes")]
     pub counts: Vec<u8>,
     pub written_at: u32,
+}
+
+/// A base is stored in chunks of at most this many bytes: one value of hundreds of MB makes
+/// the server allocate several times its size to read it back (ClickHouse 18.16 refused a
+/// 300 MB state with its 3.7 GiB per-query limit).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// One stored piece of a base; `counts` rides with chunk 0.
+#[derive(Row, Serialize, Deserialize, Debug, Clone)]
+pub struct ChunkRow {
+    consumer_group: String,
+    source_partition: i32,
+    epoch: u32,
+    parity: u8,
+    chunk: u32,
+    version: u64,
+    chunks: u32,
+    #[serde(with = "serde_bytes")]
+    state: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    counts: Vec<u8>,
+    written_at: u32,
+}
+
+/// The rows a base is stored as.
+pub fn chunk_rows(b: &BaseRow) -> Vec<ChunkRow> {
+    let pieces: Vec<&[u8]> = if b.state.is_empty() {
+        vec![&[]]
+    } else {
+        b.state.chunks(CHUNK_BYTES).collect()
+    };
+    let chunks = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| ChunkRow {
+            consumer_group: b.consumer_group.clone(),
+            source_partition: b.source_partition,
+            epoch: b.epoch,
+            parity: b.parity,
+            chunk: u32::try_from(i).unwrap_or(u32::MAX),
+            version: b.version,
+            chunks,
+            state: piece.to_vec(),
+            counts: if i == 0 { b.counts.clone() } else { Vec::new() },
+            written_at: b.written_at,
+        })
+        .collect()
 }
 
 impl BaseRow {
@@ -184,8 +231,9 @@ impl CheckpointStore {
     }
 }
 
-/// Reads the base a mark points at; `None` when it is missing or was replaced, which only
-/// a broken store can cause (the caller refuses to start rather than guess).
+/// Reads the base a mark points at, chunk by chunk, by its exact version (no `FINAL`: the
+/// version names one write); `None` when a chunk is missing or was replaced, which only a
+/// broken store can cause (the caller refuses to start rather than guess).
 pub async fn read(
     sink: &ClickHouseSink,
     state_id: &str,
@@ -193,11 +241,11 @@ pub async fn read(
     at: BaseRef,
 ) -> Result<Option<BaseRow>, SinkError> {
     let sql = format!(
-        "SELECT ?fields FROM {}.checkpoint_bases FINAL WHERE consumer_group = ? \
-         AND source_partition = ? AND epoch = ? AND parity = ?",
+        "SELECT ?fields FROM {}.checkpoint_bases WHERE consumer_group = ? \
+         AND source_partition = ? AND epoch = ? AND parity = ? AND version = ? ORDER BY chunk",
         sink.database()
     );
-    let rows: Vec<BaseRow> = sink
+    let mut rows: Vec<ChunkRow> = sink
         .retrying("SELECT", "checkpoint_bases", || {
             sink.client()
                 .query(&sql)
@@ -205,10 +253,35 @@ pub async fn read(
                 .bind(p)
                 .bind(at.epoch)
                 .bind(at.parity)
-                .fetch_all::<BaseRow>()
+                .bind(at.version)
+                .fetch_all::<ChunkRow>()
         })
         .await?;
-    Ok(rows.into_iter().find(|r| r.version == at.version))
+    rows.dedup_by_key(|r| r.chunk); // a retried insert stores a chunk twice
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let whole = usize::try_from(first.chunks).is_ok_and(|n| n == rows.len())
+        && rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| usize::try_from(r.chunk).is_ok_and(|c| c == i));
+    if !whole {
+        return Ok(None);
+    }
+    let counts = first.counts.clone();
+    let written_at = first.written_at;
+    let state = rows.into_iter().flat_map(|r| r.state).collect();
+    Ok(Some(BaseRow {
+        consumer_group: state_id.to_string(),
+        source_partition: p,
+        epoch: at.epoch,
+        parity: at.parity,
+        version: at.version,
+        state,
+        counts,
+        written_at,
+    }))
 }
 
 /// Drops the bases of epochs before the previous one: no mark can point at them any more
@@ -240,6 +313,35 @@ pub fn fault_after_bases() -> bool {
     std::env::var("CXP_FAULT_CHECKPOINT").is_ok_and(|v| v == "abort_after_bases")
 }
 
+/// A fault hook for the ownership-race test: `CXP_FAULT_CLAIM_DELAY_MS` makes this
+/// process's first claim wait that long before it reads the stored checkpoints, as a claim
+/// retrying through a ClickHouse brownout would (the poll loop is blocked meanwhile); with
+/// `CXP_FAULT_CLAIM_ABORT=1` the process then aborts right after that claim is stored, a
+/// late claimer that never comes back. Returns whether this claim was the delayed one.
+pub async fn fault_claim_delay() -> bool {
+    static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let Some(ms) = std::env::var("CXP_FAULT_CLAIM_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    if !FIRST.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
+    tracing::warn!(ms, "CXP_FAULT_CLAIM_DELAY_MS: delaying this first claim");
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    true
+}
+
+/// See [`fault_claim_delay`].
+pub fn fault_claim_abort(delayed: bool) {
+    if delayed && std::env::var("CXP_FAULT_CLAIM_ABORT").is_ok_and(|v| v == "1") {
+        tracing::error!("CXP_FAULT_CLAIM_ABORT: aborting after the delayed claim");
+        std::process::abort();
+    }
+}
+
 /// The mark row that goes with a checkpoint: offsets from the state, the mark as state.
 fn mark_row(
     state_id: &str,
@@ -257,5 +359,35 @@ fn mark_row(
         interaction_offset: offsets[1],
         state: mark,
         written_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_is_stored_in_bounded_chunks_that_join_back_to_it() {
+        let base = |len: usize| BaseRow {
+            consumer_group: "g".into(),
+            source_partition: 3,
+            epoch: 2,
+            parity: 1,
+            version: 9,
+            state: (0..len).map(|i| (i % 251) as u8).collect(),
+            counts: vec![7; 10],
+            written_at: 0,
+        };
+        for len in [0, 1, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES + 5] {
+            let b = base(len);
+            let rows = chunk_rows(&b);
+            assert_eq!(rows.len(), len.div_ceil(CHUNK_BYTES).max(1), "{len}");
+            assert!(rows.iter().all(|r| r.state.len() <= CHUNK_BYTES));
+            assert!(rows.iter().all(|r| r.chunks as usize == rows.len()));
+            assert_eq!(rows[0].counts, b.counts);
+            assert!(rows.iter().skip(1).all(|r| r.counts.is_empty()));
+            let joined: Vec<u8> = rows.iter().flat_map(|r| r.state.clone()).collect();
+            assert_eq!(joined, b.state);
+        }
     }
 }

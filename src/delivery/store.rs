@@ -101,6 +101,10 @@ pub struct CheckpointStore {
     pub(super) source: SourceIdentity,
     policy: Policy,
     owned: BTreeMap<i32, Owner>,
+    /// What this process published for partitions it no longer owns: a later claim of the
+    /// same partition by this process never publishes it again, whatever copy it restores
+    /// (a stale claimer's claim can name less than this process already published).
+    published_here: BTreeMap<i32, Business>,
 }
 
 impl CheckpointStore {
@@ -118,6 +122,7 @@ impl CheckpointStore {
             source,
             policy,
             owned: BTreeMap::new(),
+            published_here: BTreeMap::new(),
         }
     }
 
@@ -215,6 +220,7 @@ impl CheckpointStore {
     /// replays forward from) and writes it back at once as this owner's first base and
     /// mark under the next epoch, so a former owner that wakes up finds itself fenced.
     pub async fn claim(&mut self, partitions: &[i32]) -> Result<Vec<Claimed>, StoreError> {
+        let delayed = bases::fault_claim_delay().await;
         let mut by_p: BTreeMap<i32, CheckpointRow> = self
             .load(partitions)
             .await?
@@ -234,6 +240,10 @@ impl CheckpointStore {
                     from: 0,
                 },
             };
+            let mut r = r;
+            if let Some(here) = self.published_here.get(&p) {
+                r.published.raise_to(here);
+            }
             let epoch = r.epoch.saturating_add(1);
             let version = checkpoint_version(epoch, 0);
             let at = BaseRef {
@@ -267,8 +277,11 @@ impl CheckpointStore {
                 migrated: r.migrated,
             });
         }
-        self.sink.insert("checkpoint_bases", &bases).await?;
+        let chunks: Vec<_> = bases.iter().flat_map(bases::chunk_rows).collect();
+        drop(bases);
+        self.sink.insert("checkpoint_bases", &chunks).await?;
         self.sink.insert("checkpoints", &marks).await?;
+        bases::fault_claim_abort(delayed);
         bases::collect_garbage(&self.sink, &self.state_id, &claimed).await;
         Ok(out)
     }
@@ -297,7 +310,7 @@ impl CheckpointStore {
             };
             let theirs = stored.get(&p).copied().unwrap_or(0);
             if theirs > own {
-                self.owned.remove(&p);
+                self.disown(p);
                 saved.fenced.push((p, own, theirs));
                 continue;
             }
@@ -328,8 +341,10 @@ impl CheckpointStore {
             saved.written.push(p);
         }
         saved.bases = bases.len();
-        self.sink.insert("checkpoint_bases", &bases).await?;
-        if !bases.is_empty() && bases::fault_after_bases() {
+        let chunks: Vec<_> = bases.iter().flat_map(bases::chunk_rows).collect();
+        drop(bases);
+        self.sink.insert("checkpoint_bases", &chunks).await?;
+        if !chunks.is_empty() && bases::fault_after_bases() {
             tracing::error!("CXP_FAULT_CHECKPOINT: aborting after the bases, before the marks");
             std::process::abort();
         }
@@ -394,7 +409,7 @@ impl CheckpointStore {
                     Ok(format::Checked { value: Stored::Mark(m), .. }) if m.restored_from == r.version
                 )
             });
-            self.owned.remove(&p);
+            self.disown(p);
             saved.fenced.push((p, own, theirs));
             if !same {
                 saved.written.retain(|&w| w != p);
@@ -414,7 +429,17 @@ impl CheckpointStore {
     }
 
     pub fn release(&mut self, p: i32) {
-        self.owned.remove(&p);
+        self.disown(p);
+    }
+
+    /// Stops owning `p`, remembering what this process published for it.
+    fn disown(&mut self, p: i32) {
+        if let Some(o) = self.owned.remove(&p) {
+            self.published_here
+                .entry(p)
+                .or_default()
+                .raise_to(&o.published);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ impl InternalEvent for PartitionClaimed {
             epoch = self.epoch,
             survey_offset = self.offsets[0],
             interaction_offset = self.offsets[1],
-            migrated_from_format_2 = self.migrated,
+            migrated = self.migrated,
             "partition assigned"
         );
         m.epoch

@@ -205,3 +205,61 @@ async fn a_rebalance_storm_changes_nothing() {
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
+
+/// Ownership race: an instance whose first claim is stuck (a ClickHouse brownout, injected
+/// with `CXP_FAULT_CLAIM_DELAY_MS`) past its own expulsion reads the live owner's claim and
+/// writes a newer epoch, fencing the owner the group assigned the partitions to, then dies
+/// (`CXP_FAULT_CLAIM_ABORT`) without ever rejoining, so no rebalance comes to the rescue.
+/// The owner must claim its partitions again rather than drop them (they would go unread
+/// for good), and the result must stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_claim_does_not_leave_the_live_owners_partitions_unread() {
+    let s = setup(
+        "lateclaim",
+        Opts {
+            checkpoint_interval: "1s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    // A member that does not poll for 8 s is expelled; the stuck claim lasts 14 s.
+    s.edit_config(
+        "\"heartbeat.interval.ms\" = \"1000\"",
+        "\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"8000\"",
+    );
+    let evs = events(24_000, 31);
+    let half = evs.len() / 2;
+    let mut landed = s.produce(&evs[..half]).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let owner_log = dir.path().join("owner.log");
+    let owner = s.pipeline(&["run"], Some(&owner_log));
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    let late = s.pipeline_env(
+        &["run"],
+        None,
+        &[
+            ("CXP_FAULT_CLAIM_DELAY_MS", "14000"),
+            ("CXP_FAULT_CLAIM_ABORT", "1"),
+        ],
+    );
+    // Input keeps coming, so the owner checkpoints (and meets the newer epoch) all along.
+    landed.extend(s.produce_paced(&evs[half..], Duration::from_secs(30)).await);
+    let code = wait_exit(late, Duration::from_secs(60)).await;
+    assert_ne!(code, 0, "the late claimer aborted after its claim");
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(240))
+        .await;
+    let text = std::fs::read_to_string(&owner_log).unwrap_or_default();
+    assert!(
+        text.contains("claiming again"),
+        "the owner was fenced by the late claim and claimed again: {}",
+        text.lines()
+            .filter(|l| l.contains("fenced") || l.contains("assigned"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    signal(&owner, "-TERM");
+    assert_eq!(wait_exit(owner, Duration::from_secs(120)).await, 0);
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

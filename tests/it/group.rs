@@ -69,3 +69,82 @@ async fn a_member_that_splits_partition_pairs_stops_the_job_before_it_counts() {
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
 }
+
+/// Static membership (`kafka.group_instance_id`, here from CXP_GROUP_INSTANCE_ID as a pod
+/// would set it): three instances, each stopped and started again in turn within the
+/// session timeout. No restart may rebalance the group: the other two instances are never
+/// assigned anything after their first assignment, and the result stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_static_members_moves_no_partition() {
+    use crate::common::harness::{assignments, signal};
+    let s = setup(
+        "static",
+        Opts {
+            checkpoint_interval: "2s",
+            ..Opts::default()
+        },
+    )
+    .await;
+    let evs = events(12_000, 53);
+    let third = evs.len() / 3;
+    let mut landed = s.produce(&evs[..third]).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let start = |name: &str, n: usize| {
+        let log = dir.path().join(format!("{name}-{n}.log"));
+        let child = s.pipeline_env(&["run"], Some(&log), &[("CXP_GROUP_INSTANCE_ID", name)]);
+        (child, log)
+    };
+    let names = ["a", "b", "c"];
+    let mut members: Vec<_> = names.iter().map(|n| start(n, 0)).collect();
+    let settle = Instant::now();
+    while members.iter().any(|(_, log)| assignments(log) == 0) {
+        assert!(
+            settle.elapsed() < Duration::from_secs(120),
+            "every member assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await; // any join-time rebalance is over
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    // Claims in each member's current log once it settled; a rebalance adds to them.
+    let mut claims: Vec<usize> = members.iter().map(|(_, log)| assignments(log)).collect();
+    let mut restarts = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let part = &evs[third + i * third / 3..third + (i + 1) * third / 3];
+        landed.extend(s.produce(part).await);
+        let (child, _) = members.remove(i);
+        signal(&child, "-TERM");
+        assert_eq!(wait_exit(child, Duration::from_secs(60)).await, 0);
+        let again = start(name, 1);
+        let t = Instant::now();
+        while assignments(&again.1) == 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{name} got its partitions back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        restarts.push(t.elapsed());
+        members.insert(i, again);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        claims[i] = assignments(&members[i].1);
+        let now: Vec<usize> = members.iter().map(|(_, log)| assignments(log)).collect();
+        assert_eq!(now, claims, "restarting {name} rebalanced nobody else");
+    }
+    landed.extend(s.produce(&evs[2 * third..]).await);
+    s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
+        .await;
+    let now: Vec<usize> = members.iter().map(|(_, log)| assignments(log)).collect();
+    assert_eq!(
+        now, claims,
+        "no rebalance while the restarted members consumed"
+    );
+    for (child, _) in members {
+        signal(&child, "-TERM");
+        assert_eq!(wait_exit(child, Duration::from_secs(60)).await, 0);
+    }
+    eprintln!("static members: each restart got its partitions back in {restarts:?}");
+    s.run_to_end().await;
+    check(&s, &evs, &all_visible(&landed)).await;
+}

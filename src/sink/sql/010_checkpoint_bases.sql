@@ -1,17 +1,19 @@
--- Whole-state bases of partition checkpoints (delivery::bases). A row of `checkpoints` is a
--- mark naming one base by (epoch, parity, version); an owner alternates parities, so a new
--- base never replaces the one the latest mark names. Bases of old epochs are dropped when a
--- later owner claims the partition.
+-- Whole-state bases of partition checkpoints (delivery::bases), in chunks of at most 4 MiB.
+-- A row of `checkpoints` is a mark naming one base by (epoch, parity, version); an owner
+-- alternates parities, so a new base never replaces the one the latest mark names. Bases of
+-- old epochs are dropped when a later owner claims the partition.
 CREATE TABLE IF NOT EXISTS {db}.checkpoint_bases
 (
     consumer_group   String,
     source_partition Int32,
     epoch            UInt32,
     parity           UInt8,
+    chunk            UInt32,
     version          UInt64,
+    chunks           UInt32,
     state            String,
     counts           String,
     written_at       DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY (consumer_group, source_partition, epoch, parity)
+ORDER BY (consumer_group, source_partition, epoch, parity, chunk)

@@ -167,12 +167,30 @@ impl Run<'_> {
         self.committer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Partitions the committer found fenced while flushing are forgotten here too.
-    fn after_flush(&mut self, fenced: Vec<i32>) {
-        for p in fenced {
+    /// Partitions the committer found fenced while flushing are forgotten here too. One the
+    /// group still assigns to this instance is claimed again: the group's assignment is the
+    /// authority, and the newer epoch belongs to an instance that claimed late (stuck in a
+    /// ClickHouse brownout past its own expulsion) and is about to learn it lost the
+    /// partition. Dropping it would leave it unread until the next rebalance.
+    fn after_flush(&mut self, fenced: Vec<i32>) -> Result<(), JobError> {
+        for &p in &fenced {
             self.forget(p);
         }
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let mine: Vec<i32> = fenced
+            .into_iter()
+            .filter(|&p| {
+                self.topics
+                    .iter()
+                    .all(|t| assigned.find_partition(t, p).is_some())
+            })
+            .collect();
+        if !mine.is_empty() {
+            tracing::warn!(partitions = ?mine, "fenced but still assigned here: claiming again");
+            self.restore(&mine)?;
+        }
         self.update_gauges();
+        Ok(())
     }
 
     /// Closes through the committer: the one stop sequence for a shutdown and for the end
@@ -180,7 +198,10 @@ impl Run<'_> {
     fn close(&mut self, why: Close) -> Result<(), JobError> {
         let consumer = self.consumer.clone();
         let fenced = self.committer().close(&consumer, why)?;
-        self.after_flush(fenced);
+        for p in fenced {
+            self.forget(p);
+        }
+        self.update_gauges();
         Ok(())
     }
 
@@ -206,7 +227,7 @@ impl Run<'_> {
             let consumer = self.consumer.clone();
             let flushed = self.committer().flush_if_full(&consumer)?;
             if let Some(fenced) = flushed {
-                self.after_flush(fenced);
+                self.after_flush(fenced)?;
             }
         }
     }

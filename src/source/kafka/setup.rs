@@ -150,6 +150,9 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.error.backoff.ms", "50");
+    if let Some(id) = cfg.group_instance_id.as_deref().filter(|id| !id.is_empty()) {
+        cc.set("group.instance.id", id);
+    }
     for (k, v) in cfg.consumer.iter() {
         cc.set(k, v);
     }
