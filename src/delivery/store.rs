@@ -227,7 +227,7 @@ impl CheckpointStore {
             .into_iter()
             .map(|r| (r.source_partition, r))
             .collect();
-        let (mut out, mut bases, mut marks, mut claimed) = (vec![], vec![], vec![], vec![]);
+        let (mut out, mut marks, mut claimed) = (vec![], vec![], vec![]);
         for &p in partitions {
             let r = match by_p.remove(&p) {
                 Some(row) => self.restore(p, row).await?,
@@ -259,7 +259,9 @@ impl CheckpointStore {
             };
             marks.push(self.mark_row(p, version, &r.state, &mark)?);
             let info = BaseInfo::new(at, base.state.len(), 0);
-            bases.push(base);
+            let chunks = bases::chunk_rows(&base);
+            drop(base);
+            self.sink.insert("checkpoint_bases", &chunks).await?;
             self.owned.insert(
                 p,
                 Owner {
@@ -277,9 +279,6 @@ impl CheckpointStore {
                 migrated: r.migrated,
             });
         }
-        let chunks: Vec<_> = bases.iter().flat_map(bases::chunk_rows).collect();
-        drop(bases);
-        self.sink.insert("checkpoint_bases", &chunks).await?;
         self.sink.insert("checkpoints", &marks).await?;
         bases::fault_claim_abort(delayed);
         bases::collect_garbage(&self.sink, &self.state_id, &claimed).await;
@@ -302,7 +301,7 @@ impl CheckpointStore {
         }
         let stored = self.stored_epochs(&parts).await?;
         let mut saved = Saved::default();
-        let (mut bases, mut marks, mut new_bases) = (vec![], vec![], BTreeMap::new());
+        let (mut marks, mut new_bases) = (vec![], BTreeMap::new());
         for st in states {
             let p = st.partition;
             let Some(own) = self.owned.get(&p).map(|o| o.epoch) else {
@@ -332,7 +331,12 @@ impl CheckpointStore {
                 new_bases.insert(p, BaseInfo::new(at, row.state.len(), 0));
                 saved.base_bytes += row.state.len() + row.counts.len();
                 saved.bytes += row.state.len() + row.counts.len();
-                bases.push(row);
+                // One partition's base at a time: a round never holds every partition's
+                // whole state encoded at once.
+                let chunks = bases::chunk_rows(&row);
+                drop(row);
+                self.sink.insert("checkpoint_bases", &chunks).await?;
+                saved.bases += 1;
                 mark.base = at;
             }
             let row = self.mark_row(p, version, st, &mark)?;
@@ -340,11 +344,7 @@ impl CheckpointStore {
             marks.push(row);
             saved.written.push(p);
         }
-        saved.bases = bases.len();
-        let chunks: Vec<_> = bases.iter().flat_map(bases::chunk_rows).collect();
-        drop(bases);
-        self.sink.insert("checkpoint_bases", &chunks).await?;
-        if !chunks.is_empty() && bases::fault_after_bases() {
+        if saved.bases > 0 && bases::fault_after_bases() {
             tracing::error!("CXP_FAULT_CHECKPOINT: aborting after the bases, before the marks");
             std::process::abort();
         }
