@@ -37,9 +37,9 @@ pub struct BaseRow {
     pub written_at: u32,
 }
 
-/// A base is stored in chunks of at most this many bytes: one value of hundreds of MB makes
-/// the server allocate several times its size to read it back (ClickHouse 18.16 refused a
-/// 300 MB state with its 3.7 GiB per-query limit).
+/// A base is stored in chunks of at most this many bytes: one large value makes the server
+/// allocate many times its size to read it back (ClickHouse 18.16 refused to read ~50 MB
+/// partition states under `FINAL`, "would use 4.14 GiB", past its per-query limit).
 const CHUNK_BYTES: usize = 4 << 20;
 
 /// One stored piece of a base; `counts` rides with chunk 0.
