@@ -29,6 +29,7 @@ pub struct BaseRow {
     pub consumer_group: String,
     pub source_partition: i32,
     pub epoch: u32,
+    pub owner: u64,
     pub parity: u8,
     pub version: u64,
     pub state: Vec<u8>,
@@ -48,6 +49,7 @@ pub struct ChunkRow {
     consumer_group: String,
     source_partition: i32,
     epoch: u32,
+    owner: u64,
     parity: u8,
     chunk: u32,
     version: u64,
@@ -74,6 +76,7 @@ pub fn chunk_rows(b: &BaseRow) -> Vec<ChunkRow> {
             consumer_group: b.consumer_group.clone(),
             source_partition: b.source_partition,
             epoch: b.epoch,
+            owner: b.owner,
             parity: b.parity,
             chunk: u32::try_from(i).unwrap_or(u32::MAX),
             version: b.version,
@@ -89,6 +92,7 @@ impl BaseRow {
     pub fn reference(&self) -> BaseRef {
         BaseRef {
             epoch: self.epoch,
+            owner: self.owner,
             parity: self.parity,
             version: self.version,
         }
@@ -129,14 +133,10 @@ impl BaseInfo {
     /// Where the next base goes: the other parity, so the one the latest mark points at
     /// stays intact until a mark points elsewhere.
     pub fn next(&self, epoch: u32, version: u64) -> BaseRef {
-        let parity = if epoch == self.at.epoch {
-            1 - self.at.parity.min(1)
-        } else {
-            0
-        };
         BaseRef {
             epoch,
-            parity,
+            owner: self.at.owner,
+            parity: 1 - self.at.parity.min(1),
             version,
         }
     }
@@ -202,6 +202,7 @@ impl CheckpointStore {
             consumer_group: self.state_id.clone(),
             source_partition: p,
             epoch: at.epoch,
+            owner: at.owner,
             parity: at.parity,
             version: at.version,
             state,
@@ -242,7 +243,8 @@ pub async fn read(
 ) -> Result<Option<BaseRow>, SinkError> {
     let sql = format!(
         "SELECT ?fields FROM {}.checkpoint_bases WHERE consumer_group = ? \
-         AND source_partition = ? AND epoch = ? AND parity = ? AND version = ? ORDER BY chunk",
+         AND source_partition = ? AND epoch = ? AND owner = ? AND parity = ? AND version = ? \
+         ORDER BY chunk",
         sink.database()
     );
     let mut rows: Vec<ChunkRow> = sink
@@ -252,6 +254,7 @@ pub async fn read(
                 .bind(state_id)
                 .bind(p)
                 .bind(at.epoch)
+                .bind(at.owner)
                 .bind(at.parity)
                 .bind(at.version)
                 .fetch_all::<ChunkRow>()
@@ -276,6 +279,7 @@ pub async fn read(
         consumer_group: state_id.to_string(),
         source_partition: p,
         epoch: at.epoch,
+        owner: at.owner,
         parity: at.parity,
         version: at.version,
         state,
@@ -372,6 +376,7 @@ mod tests {
             consumer_group: "g".into(),
             source_partition: 3,
             epoch: 2,
+            owner: 5,
             parity: 1,
             version: 9,
             state: (0..len).map(|i| (i % 251) as u8).collect(),

@@ -24,11 +24,13 @@ const FORMAT_3: u16 = 3;
 const FORMAT_2: u16 = 2;
 
 /// Which base a mark's state is: the base rows of a partition are keyed by the owner's
-/// epoch and a parity the owner alternates, so a new base never overwrites the one the
-/// latest mark still points at, and no other owner's writes ever land on it.
+/// epoch, a random id of the claiming process (two claimants that read the same epoch
+/// never share keys) and a parity the owner alternates, so a new base never overwrites the
+/// one the latest mark still points at, and no other owner's writes ever land on it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BaseRef {
     pub epoch: u32,
+    pub owner: u64,
     pub parity: u8,
     pub version: u64,
 }

@@ -48,6 +48,20 @@ pub enum StoreError {
     },
 }
 
+/// A random id for this process: the standard library's per-process random hash keys,
+/// mixed with the process id and the clock.
+fn claimant_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// The epoch a stored checkpoint version carries.
 pub fn epoch_of(version: u64) -> u32 {
     u32::try_from(version >> 32).unwrap_or(u32::MAX)
@@ -105,6 +119,8 @@ pub struct CheckpointStore {
     /// same partition by this process never publishes it again, whatever copy it restores
     /// (a stale claimer's claim can name less than this process already published).
     published_here: BTreeMap<i32, Business>,
+    /// A random id of this process, in the keys of the bases it writes (see `BaseRef`).
+    claimant: u64,
 }
 
 impl CheckpointStore {
@@ -123,6 +139,7 @@ impl CheckpointStore {
             policy,
             owned: BTreeMap::new(),
             published_here: BTreeMap::new(),
+            claimant: claimant_id(),
         }
     }
 
@@ -248,6 +265,7 @@ impl CheckpointStore {
             let version = checkpoint_version(epoch, 0);
             let at = BaseRef {
                 epoch,
+                owner: self.claimant,
                 parity: 0,
                 version,
             };
