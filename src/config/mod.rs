@@ -100,12 +100,18 @@ fn http_url(key: &str, url: &str, errs: &mut Vec<String>) {
 /// ` (section.key)` for the key on the offending line, so a type error names the setting
 /// and not only a position; empty when the line holds no plain key.
 fn dotted_key(before: &str, name: &str) -> String {
-    let name = name.trim().trim_matches('"');
+    // A bare key, or one whole quoted key: anything else on the line (a typo such as
+    // `password"..."`) may hold a secret and is never echoed.
+    let name = name.trim();
+    let name = name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(name);
     let plain = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
             && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
     };
     if !plain(name) {
         return String::new();

@@ -157,6 +157,12 @@ fn parse_errors_name_the_place_and_never_the_secret() {
             "[kafka]\nsasl_password = 97310042\n".to_string(),
             "line 2",
         ),
+        (
+            // Found by the config fuzzer: the quoted text went out as the "key".
+            "a key and its value run together",
+            format!("[clickhouse]\npassword\"{PLANTED}\"x = \"v\"\n"),
+            "line 2",
+        ),
     ] {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
