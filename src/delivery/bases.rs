@@ -88,17 +88,6 @@ pub fn chunk_rows(b: &BaseRow) -> Vec<ChunkRow> {
         .collect()
 }
 
-impl BaseRow {
-    pub fn reference(&self) -> BaseRef {
-        BaseRef {
-            epoch: self.epoch,
-            owner: self.owner,
-            parity: self.parity,
-            version: self.version,
-        }
-    }
-}
-
 /// When a partition's next checkpoint writes a base.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {

@@ -246,7 +246,7 @@ impl CheckpointStore {
             .collect();
         let (mut out, mut marks, mut claimed) = (vec![], vec![], vec![]);
         for &p in partitions {
-            let r = match by_p.remove(&p) {
+            let mut r = match by_p.remove(&p) {
                 Some(row) => self.restore(p, row).await?,
                 None => Restored {
                     state: PartitionState::new(p),
@@ -257,7 +257,6 @@ impl CheckpointStore {
                     from: 0,
                 },
             };
-            let mut r = r;
             if let Some(here) = self.published_here.get(&p) {
                 r.published.raise_to(here);
             }
