@@ -53,7 +53,16 @@ fn strip_ansi(s: &str) -> String {
 }
 
 fn run(s: &Setup, args: &[&str], log: &std::path::Path) -> std::process::Child {
+    run_with(s, args, log, "")
+}
+
+/// Like `run`, with the metrics endpoint on `listen` (empty: off).
+fn run_with(s: &Setup, args: &[&str], log: &std::path::Path, listen: &str) -> std::process::Child {
     let file = s.config_file("a");
+    let text = s
+        .toml("a")
+        .replace("listen = \"\"", &format!("listen = \"{listen}\""));
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
     let f = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
     Command::new(&s.bin)
         .arg("--config")
@@ -89,6 +98,56 @@ fn wait_peak(mut child: std::process::Child) -> (std::process::ExitStatus, f64) 
     }
 }
 
+/// One sample of the live run: its resident set (MiB) and the job's own `cx_state_bytes`
+/// by kind, summed over partitions (MB), so RSS can be set against the state it holds.
+fn sample(pid: u32, listen: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
+    let mut kinds: std::collections::BTreeMap<String, f64> = Default::default();
+    for line in scrape(listen).lines() {
+        let Some(rest) = line.strip_prefix("cx_state_bytes{") else {
+            continue;
+        };
+        let kind = rest
+            .split("kind=\"")
+            .nth(1)
+            .and_then(|k| k.split('"').next())
+            .unwrap_or("?");
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *kinds.entry(kind.to_string()).or_default() += v / 1e6;
+    }
+    let total: f64 = kinds.values().sum();
+    let parts: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    format!(
+        "RSS {rss:.0} MiB; state {total:.1} MB ({}); RSS / state {:.2}",
+        parts.join(", "),
+        rss * 1.048576 / total.max(0.001)
+    )
+}
+
+/// `GET /metrics` over a plain socket (the bench needs nothing more).
+fn scrape(listen: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(listen) else {
+        return String::new();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(conn, "GET /metrics HTTP/1.0\r\nHost: {listen}\r\n\r\n");
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body
+}
+
 fn main() {
     let Some(s) = Setup::from_env("ckpt") else {
         return;
@@ -115,11 +174,35 @@ fn main() {
     );
 
     let live_log = dir.join("live.log");
-    let live = run(&s, &["run"], &live_log);
+    let listen = format!("127.0.0.1:{}", 20_000 + std::process::id() % 10_000);
+    let live = run_with(&s, &["run"], &live_log, &listen);
     let live_pid = live.id();
     std::thread::sleep(Duration::from_secs(15)); // claims written, caught up
+    println!("live, caught up: {}", sample(live_pid, &listen));
     let before = std::fs::read_to_string(&live_log).unwrap_or_default().len();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, listen) = (done.clone(), listen.clone());
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let every = Duration::from_secs(num("CXP_CKPT_SAMPLE_SECS", 60) as u64);
+            let mut next = every;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if t.elapsed() >= next {
+                    println!(
+                        "live, {:>5} s: {}",
+                        next.as_secs(),
+                        sample(live_pid, &listen)
+                    );
+                    next += every;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
     let (n, input) = produce_part(&s, total, backlog..total, rate as u64);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.join();
     std::thread::sleep(Duration::from_secs(2));
     let text = std::fs::read_to_string(&live_log).unwrap_or_default();
     let (rounds, bytes, bases) = checkpoint_bytes(text.get(before..).unwrap_or(""));

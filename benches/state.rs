@@ -9,6 +9,7 @@ use cx_pipeline::config::Config;
 use cx_pipeline::generator::{generate, GenConfig};
 use cx_pipeline::join::JoinState;
 use cx_pipeline::model::Event;
+use cx_pipeline::pipeline::dedup::IdSet;
 use cx_pipeline::pipeline::dims;
 use cx_pipeline::window::WindowState;
 use std::alloc::{GlobalAlloc, Layout};
@@ -52,8 +53,8 @@ fn main() {
         .validate()
         .unwrap_or_else(|e| panic!("{e}"))
         .settings;
-    println!("| events | open tickets | contacts | join bytes / open ticket | join bytes / contact | checkpoint bytes / ticket | window rows | bytes / window row |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| events | open tickets | contacts | join bytes / open ticket | join bytes / contact | checkpoint bytes / ticket | window rows | bytes / window row | `cx_state_bytes` join / counted | ids: counted bytes / id | `cx_state_bytes` ids / counted |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for count in [50_000, 200_000, 800_000] {
         let events = generate(
             &GenConfig {
@@ -79,6 +80,17 @@ fn main() {
         }
         let join_bytes = live() - before;
         let checkpoint = postcard::to_allocvec(&j).map_or(0, |b| b.len());
+        // Duplicate detection: every event's id remembered (the late horizon spans them all).
+        let before = live();
+        let mut ids = IdSet::default();
+        for g in &events {
+            let (id, t) = match &g.event {
+                Event::Interaction(i) => (i.interaction_id.as_str(), i.ended_at_ms),
+                Event::Survey(s) => (s.response_id.as_str(), s.submitted_at_ms),
+            };
+            let _ = ids.check(id, id.as_bytes(), t, i64::MIN, usize::MAX);
+        }
+        let ids_bytes = live() - before;
         // The windows alone: every event folded, rolled up (one drain), nothing closed.
         let before = live();
         let mut w = WindowState::default();
@@ -98,7 +110,7 @@ fn main() {
         w.drain_dirty(&st.window, |_| emitted += 1);
         let window_bytes = live() - before;
         println!(
-            "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",
+            "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.2} |",
             j.tickets_len(),
             j.contacts_len(),
             join_bytes as f64 / j.tickets_len() as f64,
@@ -106,6 +118,9 @@ fn main() {
             checkpoint as f64 / j.tickets_len() as f64,
             w.open_len(),
             window_bytes as f64 / w.open_len().max(1) as f64,
+            j.bytes() as f64 / join_bytes as f64,
+            ids_bytes as f64 / ids.len().max(1) as f64,
+            ids.bytes() as f64 / ids_bytes.max(1) as f64,
         );
         assert_eq!(emitted, w.open_len());
     }

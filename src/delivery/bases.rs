@@ -14,7 +14,7 @@
 //! every final flush (a graceful handover leaves nothing to replay).
 
 use super::format::{self, BaseRef, CheckpointError, Mark, Stored};
-use super::store::{epoch_of, CheckpointRow, CheckpointStore, StoreError};
+use super::store::{CheckpointRow, CheckpointStore, StoreError};
 use crate::metrics::Business;
 use crate::pipeline::partition::PartitionState;
 use crate::sink::clickhouse::now_s;
@@ -134,7 +134,6 @@ impl BaseInfo {
 /// A stored row, read back: the state and what its lineage counted and published.
 pub(super) struct Restored {
     pub(super) state: PartitionState,
-    pub(super) epoch: u32,
     pub(super) migrated: bool,
     pub(super) cum: Business,
     pub(super) published: Business,
@@ -168,7 +167,6 @@ impl CheckpointStore {
         };
         Ok(Restored {
             state,
-            epoch: epoch_of(row.version),
             migrated: c.migrated,
             cum,
             published,
@@ -307,8 +305,9 @@ pub fn fault_after_bases() -> bool {
 }
 
 /// A fault hook for the ownership-race test: `CXP_FAULT_CLAIM_DELAY_MS` makes this
-/// process's first claim wait that long before it reads the stored checkpoints, as a claim
-/// retrying through a ClickHouse brownout would (the poll loop is blocked meanwhile); with
+/// process's first claim wait that long between reading the stored epochs and inserting
+/// its claim, as a claim retrying through a ClickHouse brownout would (the poll loop is
+/// blocked meanwhile), so that another owner can claim the same epoch in between; with
 /// `CXP_FAULT_CLAIM_ABORT=1` the process then aborts right after that claim is stored, a
 /// late claimer that never comes back. Returns whether this claim was the delayed one.
 pub async fn fault_claim_delay() -> bool {

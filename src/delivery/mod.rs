@@ -16,6 +16,7 @@
 
 pub mod bases;
 pub mod batch;
+pub mod claims;
 pub mod committer;
 pub mod dead_letter;
 pub mod format;

@@ -7,6 +7,7 @@
 //! it and whenever its counter restarted.
 
 use super::bases::{self, BaseInfo, Policy, Restored};
+use super::claims::{self, list};
 use super::format::{self, BaseRef, CheckpointError, Mark, SourceIdentity, Stored};
 use crate::metrics::Business;
 use crate::pipeline::partition::PartitionState;
@@ -29,12 +30,6 @@ pub struct CheckpointRow {
     pub written_at: u32,
 }
 
-#[derive(Row, Deserialize, Debug)]
-struct Latest {
-    source_partition: i32,
-    version: u64,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
@@ -46,6 +41,8 @@ pub enum StoreError {
         #[source]
         source: CheckpointError,
     },
+    #[error("partitions {partitions:?} kept being claimed by another instance at the same time; giving up this claim")]
+    Contended { partitions: Vec<i32> },
 }
 
 /// A random id for this process: the standard library's per-process random hash keys,
@@ -187,30 +184,6 @@ impl CheckpointStore {
             .await
     }
 
-    /// The stored epoch per partition (absent: never checkpointed).
-    async fn stored_epochs(&self, partitions: &[i32]) -> Result<BTreeMap<i32, u32>, SinkError> {
-        let sql = format!(
-            "SELECT source_partition, max(version) AS version FROM {}.checkpoints \
-             WHERE consumer_group = ? AND source_partition IN ({}) GROUP BY source_partition",
-            self.sink.database(),
-            list(partitions)
-        );
-        let rows = self
-            .sink
-            .retrying("SELECT", "checkpoints", || {
-                self.sink
-                    .client()
-                    .query(&sql)
-                    .bind(&self.state_id)
-                    .fetch_all::<Latest>()
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.source_partition, epoch_of(r.version)))
-            .collect())
-    }
-
     /// Refuses to start when any partition's saved state was built under other settings,
     /// by another format or against another Kafka source, before joining the group: no row
     /// may land under the wrong grouping and no offset may be skipped. Also collapses old
@@ -237,20 +210,20 @@ impl CheckpointStore {
     /// replays forward from) and writes it back at once as this owner's first base and
     /// mark under the next epoch, so a former owner that wakes up finds itself fenced.
     pub async fn claim(&mut self, partitions: &[i32]) -> Result<Vec<Claimed>, StoreError> {
-        let delayed = bases::fault_claim_delay().await;
+        let taken = claims::take(&self.sink, &self.state_id, self.claimant, partitions).await?;
+        let won: Vec<i32> = taken.epochs.keys().copied().collect();
         let mut by_p: BTreeMap<i32, CheckpointRow> = self
-            .load(partitions)
+            .load(&won)
             .await?
             .into_iter()
             .map(|r| (r.source_partition, r))
             .collect();
         let (mut out, mut marks, mut claimed) = (vec![], vec![], vec![]);
-        for &p in partitions {
+        for (&p, &epoch) in &taken.epochs {
             let mut r = match by_p.remove(&p) {
                 Some(row) => self.restore(p, row).await?,
                 None => Restored {
                     state: PartitionState::new(p),
-                    epoch: 0,
                     migrated: false,
                     cum: Business::default(),
                     published: Business::default(),
@@ -260,7 +233,6 @@ impl CheckpointStore {
             if let Some(here) = self.published_here.get(&p) {
                 r.published.raise_to(here);
             }
-            let epoch = r.epoch.saturating_add(1);
             let version = checkpoint_version(epoch, 0);
             let at = BaseRef {
                 epoch,
@@ -297,8 +269,9 @@ impl CheckpointStore {
             });
         }
         self.sink.insert("checkpoints", &marks).await?;
-        bases::fault_claim_abort(delayed);
+        bases::fault_claim_abort(taken.delayed);
         bases::collect_garbage(&self.sink, &self.state_id, &claimed).await;
+        claims::collect_garbage(&self.sink, &self.state_id, &claimed).await;
         Ok(out)
     }
 
@@ -316,7 +289,7 @@ impl CheckpointStore {
         if parts.is_empty() {
             return Ok(Saved::default());
         }
-        let stored = self.stored_epochs(&parts).await?;
+        let stored = claims::stored_epochs(&self.sink, &self.state_id, &parts).await?;
         let mut saved = Saved::default();
         let (mut marks, mut new_bases) = (vec![], BTreeMap::new());
         for st in states {
@@ -395,7 +368,7 @@ impl CheckpointStore {
             return Ok(());
         }
         let parts: Vec<i32> = rows.iter().map(|r| r.source_partition).collect();
-        let stored = self.stored_epochs(&parts).await?;
+        let stored = claims::stored_epochs(&self.sink, &self.state_id, &parts).await?;
         for r in rows {
             let p = r.source_partition;
             let own = epoch_of(r.version);
@@ -458,14 +431,6 @@ impl CheckpointStore {
                 .raise_to(&o.published);
         }
     }
-}
-
-fn list(partitions: &[i32]) -> String {
-    partitions
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -29,6 +29,14 @@ impl<T> Ring<T> {
         self.len
     }
 
+    /// Bytes allocated for the records themselves (whole chunks), not what they point to.
+    pub fn allocated_bytes(&self) -> usize {
+        let slots: usize = self.chunks.iter().map(VecDeque::capacity).sum();
+        slots
+            .saturating_add(self.chunks.capacity())
+            .saturating_mul(std::mem::size_of::<T>())
+    }
+
     pub fn push_back(&mut self, t: T) {
         match self.chunks.back_mut() {
             Some(c) if c.len() < CHUNK => c.push_back(t),
@@ -96,6 +104,14 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
+    /// Bytes allocated for the slots (whole chunks) and the free list.
+    pub fn allocated_bytes(&self) -> usize {
+        let slots: usize = self.chunks.iter().map(Vec::capacity).sum();
+        slots
+            .saturating_mul(std::mem::size_of::<Option<T>>())
+            .saturating_add(self.free.capacity().saturating_mul(4))
+    }
+
     pub fn insert(&mut self, t: T) -> u32 {
         if let Some(i) = self.free.pop() {
             if let Some(slot) = self.slot_mut(i) {
@@ -162,6 +178,15 @@ fn hash_str(s: &str) -> u64 {
 impl<T: Named> ById<T> {
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Bytes allocated for the records and the index (a bucket holds a u32 and a control
+    /// byte; hashbrown keeps at most 7/8 of its buckets full).
+    pub fn allocated_bytes(&self) -> usize {
+        let buckets = self.index.capacity().saturating_mul(8) / 7;
+        self.slab
+            .allocated_bytes()
+            .saturating_add(buckets.saturating_mul(5))
     }
 
     pub fn find(&self, name: &str) -> Option<u32> {

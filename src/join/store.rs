@@ -107,14 +107,28 @@ impl JoinState {
         self.pending.len()
     }
 
-    /// Estimated bytes held: contacts and tickets (ids up to ingest.max_key_bytes, mostly
-    /// far shorter) and pending surveys at a typical size; a comment adds up to
-    /// ingest.max_comment_bytes to its survey.
+    /// Bytes held, from what the containers have allocated: contacts, tickets and
+    /// customers in whole chunks with their indexes, the customers' rings of contacts
+    /// (counted at the 1.5x slack a doubling ring averages), interned handlings, and pending
+    /// surveys at a typical 400 bytes (a comment adds up to ingest.max_comment_bytes). Ids
+    /// longer than 24 bytes, stored on the heap, are not counted.
     pub fn bytes(&self) -> usize {
-        self.contacts
+        let rings = self
+            .contacts
             .len()
-            .saturating_mul(128)
-            .saturating_add(self.tickets.len().saturating_mul(96))
+            .saturating_mul(6)
+            .saturating_add(self.customers.len().saturating_mul(16));
+        let handlings = self
+            .handlings
+            .capacity()
+            .saturating_mul(std::mem::size_of::<Handling>() + 64)
+            .saturating_add(self.handling_index.capacity().saturating_mul(8) / 7 * 5);
+        self.contacts
+            .allocated_bytes()
+            .saturating_add(self.tickets.allocated_bytes())
+            .saturating_add(self.customers.allocated_bytes())
+            .saturating_add(rings)
+            .saturating_add(handlings)
             .saturating_add(self.pending.len().saturating_mul(400))
     }
 

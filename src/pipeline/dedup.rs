@@ -27,9 +27,6 @@ pub enum Repeat {
     Differs,
 }
 
-/// Bytes one remembered id takes: its entry in the arrival order and in the index.
-pub const ID_BYTES: usize = 72;
-
 /// Checkpointed as the arrival-ordered list; the index is rebuilt on restore.
 #[derive(Default)]
 pub struct IdSet {
@@ -62,6 +59,17 @@ impl IdSet {
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Bytes allocated: the arrival order's slots and the index's buckets (entry plus a
+    /// control byte; hashbrown keeps at most 7/8 of its buckets full).
+    pub fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u128, (u64, i64))>() + 1;
+        let buckets = self.index.capacity().saturating_mul(8) / 7;
+        self.order
+            .capacity()
+            .saturating_mul(std::mem::size_of::<Seen>())
+            .saturating_add(buckets.saturating_mul(entry))
     }
 
     /// Records `id` unless it was seen with an event time at or after `horizon_ms`; ids

@@ -176,6 +176,11 @@ impl PartitionState {
         self.seen[0].len() + self.seen[1].len()
     }
 
+    /// Bytes the remembered ids take, both streams.
+    pub fn ids_bytes(&self) -> usize {
+        self.seen[0].bytes().saturating_add(self.seen[1].bytes())
+    }
+
     /// Every open window row, for summaries.
     pub fn window_snapshot(
         &mut self,

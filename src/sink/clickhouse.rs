@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-const DDL: [&str; 10] = [
+const DDL: [&str; 11] = [
     include_str!("sql/001_database.sql"),
     include_str!("sql/002_survey_facts.sql"),
     include_str!("sql/003_interaction_facts.sql"),
@@ -26,6 +26,7 @@ const DDL: [&str; 10] = [
     include_str!("sql/008_nps_digest.sql"),
     include_str!("sql/009_detector_progress.sql"),
     include_str!("sql/010_checkpoint_bases.sql"),
+    include_str!("sql/011_checkpoint_claims.sql"),
 ];
 
 /// Oldest server the row formats and DDL were verified against.

@@ -235,9 +235,10 @@ async fn a_late_claim_does_not_leave_the_live_owners_partitions_unread() {
     let owner = s.pipeline(&["run"], Some(&owner_log));
     s.wait_checkpointed(landed.len() as u64, Duration::from_secs(300))
         .await;
+    let late_log = dir.path().join("late.log");
     let late = s.pipeline_env(
         &["run"],
-        None,
+        Some(&late_log),
         &[
             ("CXP_FAULT_CLAIM_DELAY_MS", "14000"),
             ("CXP_FAULT_CLAIM_ABORT", "1"),
@@ -260,6 +261,56 @@ async fn a_late_claim_does_not_leave_the_live_owners_partitions_unread() {
     );
     signal(&owner, "-TERM");
     assert_eq!(wait_exit(owner, Duration::from_secs(120)).await, 0);
+    // The late claimer read the stored epochs before the owner took its partitions back, so
+    // both wanted the same epoch: at most one may ever hold a (partition, epoch).
+    let late_text = std::fs::read_to_string(&late_log).unwrap_or_default();
+    let (mine, theirs) = (claims_in(&text), claims_in(&late_text));
+    assert!(!theirs.is_empty(), "the late claimer claimed: {late_text}");
+    let both: Vec<_> = mine.intersection(&theirs).collect();
+    assert!(
+        both.is_empty(),
+        "(partition, epoch) held by two owners: {both:?}"
+    );
+    assert!(
+        late_text.contains("a rival claimed these partitions at the same time"),
+        "the late claim met the owner's claim at its epoch and yielded"
+    );
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
+}
+
+/// The (partition, epoch) pairs a job's log says it claimed.
+fn claims_in(log: &str) -> std::collections::BTreeSet<(i64, i64)> {
+    let field = |line: &str, name: &str| -> Option<i64> {
+        let plain = strip_ansi(line);
+        let at = plain.find(&format!("{name}="))?;
+        let rest = plain.get(at + name.len() + 1..)?;
+        let digits: String = rest
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("claim won"))
+        .filter_map(|l| Some((field(l, "partition")?, field(l, "epoch")?)))
+        .collect()
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

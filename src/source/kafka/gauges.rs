@@ -33,7 +33,7 @@ impl Run<'_> {
             let b = &mut size.bytes;
             b.open_windows += ps.windows().row_bytes();
             b.segments += ps.windows().segment_bytes();
-            b.dedup_ids += ps.ids_len() * crate::pipeline::dedup::ID_BYTES;
+            b.dedup_ids += ps.ids_bytes();
             b.join += ps.join().bytes();
             for s in Stream::ALL {
                 let clock = ps.clocks[s as usize];
