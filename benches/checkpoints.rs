@@ -77,25 +77,55 @@ fn run_with(s: &Setup, args: &[&str], log: &std::path::Path, listen: &str) -> st
         .unwrap_or_else(|e| panic!("spawn {}: {e}", s.bin))
 }
 
-/// Waits for the child, sampling its peak resident set (VmHWM) while it runs: MiB.
+/// Waits for the child, sampling its peak resident set (VmHWM) while it runs: MiB. With
+/// CXP_CKPT_TIMELINE set, prints the highest RSS of every 5 s as well.
 fn wait_peak(mut child: std::process::Child) -> (std::process::ExitStatus, f64) {
     let path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
+    let timeline = std::env::var_os("CXP_CKPT_TIMELINE").is_some();
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (t, mut peak_kib, mut slot, mut slot_max) = (Instant::now(), 0u64, 0u64, 0u64);
     loop {
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let hwm = text
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            peak_kib = peak_kib.max(hwm);
+            peak_kib = peak_kib.max(field(&text, "VmHWM:"));
+            let now = t.elapsed().as_secs() / 5;
+            if now != slot {
+                if timeline {
+                    println!("  {:>4} s: RSS up to {} MiB", slot * 5, slot_max / 1024);
+                }
+                (slot, slot_max) = (now, 0);
+            }
+            slot_max = slot_max.max(field(&text, "VmRSS:"));
         }
         if let Ok(Some(status)) = child.try_wait() {
             return (status, peak_kib as f64 / 1024.0);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Seconds from the first line of a job's log to the last line containing `what`.
+fn at(log: &str, what: &str) -> Option<f64> {
+    let stamp = |l: &str| -> Option<f64> {
+        let plain = strip_ansi(l);
+        let ts = plain.split_whitespace().next()?;
+        let hms = ts.split('T').nth(1)?.trim_end_matches('Z');
+        let mut it = hms.split(':');
+        let (h, m, s): (f64, f64, f64) = (
+            it.next()?.parse().ok()?,
+            it.next()?.parse().ok()?,
+            it.next()?.parse().ok()?,
+        );
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let first = log.lines().find_map(stamp)?;
+    let last = log.lines().rfind(|l| l.contains(what))?;
+    Some(stamp(last)? - first)
 }
 
 /// One sample of the live run: its resident set (MiB) and the job's own `cx_state_bytes`
@@ -226,6 +256,12 @@ fn main() {
     let (status, peak) = wait_peak(run(&s, &["run", "--until-end"], &dir.join("restore.log")));
     let text = std::fs::read_to_string(dir.join("restore.log")).unwrap_or_default();
     let (_, bytes, _) = checkpoint_bytes(&text);
+    println!(
+        "restore: every partition claimed and restored {:.1} s after start; last checkpoint \
+         written at {:.1} s",
+        at(&text, "partition assigned").unwrap_or(f64::NAN),
+        at(&text, "checkpoints written").unwrap_or(f64::NAN)
+    );
     println!(
         "restore after SIGKILL: a bounded run restored, replayed and ended in {:.1} s, exit \
          {status}, peak RSS {peak:.0} MiB (its claims and final checkpoint wrote {bytes} bytes)",

@@ -203,6 +203,7 @@ impl Committer {
                 epoch: c.epoch,
                 offsets,
                 migrated: c.migrated,
+                state_bytes: c.base_bytes,
             }
             .emit(&self.metrics);
             self.core.restore(c.state);

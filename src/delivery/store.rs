@@ -73,6 +73,8 @@ pub struct Claimed {
     pub state: PartitionState,
     pub epoch: u32,
     pub migrated: bool,
+    /// Bytes of the state restored, written back as this owner's first base.
+    pub base_bytes: usize,
 }
 
 /// What a save did: partitions written, and partitions refused because a newer owner's
@@ -247,7 +249,8 @@ impl CheckpointStore {
                 published: r.published.clone(),
             };
             marks.push(self.mark_row(p, version, &r.state, &mark)?);
-            let info = BaseInfo::new(at, base.state.len(), 0);
+            let base_bytes = base.state.len();
+            let info = BaseInfo::new(at, base_bytes, 0);
             let chunks = bases::chunk_rows(&base);
             drop(base);
             self.sink.insert("checkpoint_bases", &chunks).await?;
@@ -266,6 +269,7 @@ impl CheckpointStore {
                 state: r.state,
                 epoch,
                 migrated: r.migrated,
+                base_bytes,
             });
         }
         self.sink.insert("checkpoints", &marks).await?;

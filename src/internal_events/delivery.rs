@@ -9,6 +9,8 @@ pub struct PartitionClaimed {
     pub epoch: u32,
     pub offsets: [i64; 2],
     pub migrated: bool,
+    /// Bytes of the state restored (and written back as the claim's base).
+    pub state_bytes: usize,
 }
 
 impl InternalEvent for PartitionClaimed {
@@ -19,6 +21,7 @@ impl InternalEvent for PartitionClaimed {
             survey_offset = self.offsets[0],
             interaction_offset = self.offsets[1],
             migrated = self.migrated,
+            state_bytes = self.state_bytes,
             "partition assigned"
         );
         m.epoch

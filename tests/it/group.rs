@@ -91,7 +91,17 @@ async fn a_rolling_restart_of_static_members_moves_no_partition() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let start = |name: &str, n: usize| {
         let log = dir.path().join(format!("{name}-{n}.log"));
-        let child = s.pipeline_env(&["run"], Some(&log), &[("CXP_GROUP_INSTANCE_ID", name)]);
+        let child = s.pipeline_env(
+            &["run"],
+            Some(&log),
+            &[
+                ("CXP_GROUP_INSTANCE_ID", name),
+                (
+                    "RUST_LOG",
+                    "info,cx_pipeline::internal_events::delivery=debug",
+                ),
+            ],
+        );
         (child, log)
     };
     let names = ["a", "b", "c"];
@@ -113,9 +123,12 @@ async fn a_rolling_restart_of_static_members_moves_no_partition() {
     for (i, name) in names.iter().enumerate() {
         let part = &evs[third + i * third / 3..third + (i + 1) * third / 3];
         landed.extend(s.produce(part).await);
-        let (child, _) = members.remove(i);
+        let (child, old_log) = members.remove(i);
+        let others_before: Vec<u64> = members.iter().map(|(_, l)| log_bytes(l).0).collect();
         signal(&child, "-TERM");
         assert_eq!(wait_exit(child, Duration::from_secs(60)).await, 0);
+        let stop_text = std::fs::read_to_string(&old_log).unwrap_or_default();
+        let stopped = last_written(&stop_text);
         let again = start(name, 1);
         let t = Instant::now();
         while assignments(&again.1) == 0 {
@@ -126,8 +139,20 @@ async fn a_rolling_restart_of_static_members_moves_no_partition() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         restarts.push(t.elapsed());
-        members.insert(i, again);
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let others_after: Vec<u64> = members.iter().map(|(_, l)| log_bytes(l).0).collect();
+        let claimed = log_bytes(&again.1).0;
+        eprintln!(
+            "restart of {name}: back in {:?}; its stop wrote {stopped} bytes of checkpoints, its \
+             claims read and wrote back {claimed} bytes of state; the others' claimed state \
+             bytes before and after: {others_before:?} -> {others_after:?}",
+            restarts.last().unwrap_or(&Duration::ZERO)
+        );
+        assert_eq!(
+            others_before, others_after,
+            "no other member restored state"
+        );
+        members.insert(i, again);
         claims[i] = assignments(&members[i].1);
         let now: Vec<usize> = members.iter().map(|(_, log)| assignments(log)).collect();
         assert_eq!(now, claims, "restarting {name} rebalanced nobody else");
@@ -147,4 +172,48 @@ async fn a_rolling_restart_of_static_members_moves_no_partition() {
     eprintln!("static members: each restart got its partitions back in {restarts:?}");
     s.run_to_end().await;
     check(&s, &evs, &all_visible(&landed)).await;
+}
+
+/// (state bytes claimed, claims) in a member's log so far: the `partition assigned` events.
+fn log_bytes(log: &std::path::Path) -> (u64, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("partition assigned"))
+        .collect();
+    (
+        lines.iter().map(|l| field(l, "state_bytes")).sum(),
+        lines.len(),
+    )
+}
+
+/// The bytes of the `checkpoints written` events after a stop was asked for.
+fn last_written(text: &str) -> u64 {
+    text.lines()
+        .skip_while(|l| !l.contains("shutdown requested"))
+        .filter(|l| l.contains("checkpoints written"))
+        .map(|l| field(l, "bytes"))
+        .sum()
+}
+
+/// A `name=value` number in a log line, colours stripped.
+fn field(line: &str, name: &str) -> u64 {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -231,9 +231,6 @@ impl Setup {
                 cmd.env_remove(k);
             }
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         match log {
             Some(path) => {
                 let f = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
@@ -245,6 +242,10 @@ impl Setup {
                     std::env::var("CXP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
                 );
             }
+        }
+        // Last, so a test can raise the log level (RUST_LOG) too.
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         cmd.spawn()
             .unwrap_or_else(|e| panic!("spawn pipeline: {e}"))
