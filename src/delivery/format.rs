@@ -71,6 +71,40 @@ pub struct SourceIdentity {
     pub topics: [TopicIdentity; 2],
 }
 
+impl SourceIdentity {
+    /// Takes what the broker did not say this time (a cluster id or topic id lost to a
+    /// timeout at startup) from what a checkpoint recorded for the same topics, so the
+    /// checkpoints written now keep it and a later failover or re-created topic is still
+    /// noticed. Returns what was taken, for a warning: it is not verified this time.
+    pub fn adopt_missing(&mut self, recorded: &SourceIdentity) -> Vec<String> {
+        let mut taken = Vec::new();
+        if self.cluster_id.is_none() {
+            if let Some(c) = &recorded.cluster_id {
+                self.cluster_id = Some(c.clone());
+                taken.push("the cluster id".to_string());
+            }
+        }
+        for (now, was) in self.topics.iter_mut().zip(&recorded.topics) {
+            if now.id.is_none() && now.name == was.name && was.id.is_some() {
+                now.id.clone_from(&was.id);
+                taken.push(format!("the topic id of {}", now.name));
+            }
+        }
+        taken
+    }
+}
+
+/// The source a stored row recorded (formats 3 and 4), checking nothing.
+pub fn recorded_source(bytes: &[u8]) -> Option<SourceIdentity> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (format, _): (u16, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    if format != FORMAT && format != FORMAT_3 {
+        return None;
+    }
+    let (h, _): (Header, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    Some(h.source)
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     format: u16,

@@ -190,7 +190,7 @@ impl CheckpointStore {
     /// by another format or against another Kafka source, before joining the group: no row
     /// may land under the wrong grouping and no offset may be skipped. Also collapses old
     /// copies (they collapse at merges anyway; this bounds what `FINAL` reads).
-    pub async fn check_all(&self, partitions: i32) -> Result<(), StoreError> {
+    pub async fn check_all(&mut self, partitions: i32) -> Result<(), StoreError> {
         let all: Vec<i32> = (0..partitions).collect();
         for row in self.load(&all).await? {
             format::check(&row.state, &self.settings, &self.source).map_err(|source| {
@@ -200,6 +200,11 @@ impl CheckpointStore {
                     source,
                 }
             })?;
+            if let Some(recorded) = format::recorded_source(&row.state) {
+                for what in self.source.adopt_missing(&recorded) {
+                    tracing::warn!(partition = row.source_partition, "the broker did not give {what} this time: keeping the one the checkpoints recorded (not verified at this start)");
+                }
+            }
         }
         let sql = format!("OPTIMIZE TABLE {}.checkpoints FINAL", self.sink.database());
         if let Err(e) = self.sink.client().query(&sql).execute().await {

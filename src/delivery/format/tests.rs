@@ -87,3 +87,35 @@ fn changed_settings_are_named_with_old_and_new_values() {
     let e = err(decode(&bytes, &other, &SourceIdentity::default()));
     assert!(e.contains("window.late_horizon was"), "{e}");
 }
+
+#[test]
+fn an_identity_the_broker_did_not_give_this_time_is_taken_from_the_checkpoint() {
+    // A stub of a startup whose cluster-id and DescribeTopics requests timed out: a real
+    // broker cannot be made to time out on exactly those two requests.
+    let st = settings();
+    let recorded = source("C1", "S1", 4);
+    let bytes = encode(&PartitionState::new(0), &st, &recorded).unwrap_or_else(|e| panic!("{e}"));
+    let mut now = recorded.clone();
+    now.cluster_id = None;
+    now.topics[0].id = None;
+    now.topics[1].id = None;
+    let back = recorded_source(&bytes).unwrap_or_else(|| panic!("a format-4 header"));
+    let taken = now.adopt_missing(&back);
+    assert_eq!(now, recorded, "{taken:?}");
+    assert_eq!(taken.len(), 3);
+    // What the broker did say is never overwritten, and another topic's id is not taken.
+    let mut other = source("C2", "S9", 4);
+    other.topics[1].name = "elsewhere".into();
+    other.topics[1].id = None;
+    let taken = other.adopt_missing(&back);
+    assert!(taken.is_empty(), "{taken:?}");
+    assert_eq!(other.cluster_id.as_deref(), Some("C2"));
+    assert_eq!(other.topics[1].id, None);
+    // A later check against a failover is then refused as before.
+    let e = err(decode(
+        &encode(&PartitionState::new(0), &st, &now).unwrap_or_else(|e| panic!("{e}")),
+        &st,
+        &source("C2", "S1", 4),
+    ));
+    assert!(e.contains("cluster id was C1 and is now C2"), "{e}");
+}

@@ -99,7 +99,7 @@ impl KafkaJob {
         let source = check_topics(&consumer, k)?;
         let partitions = source.topics[0].partitions;
         let v = &self.settings;
-        let store = CheckpointStore::new(
+        let mut store = CheckpointStore::new(
             self.sink.clone(),
             k.state_id().to_string(),
             v.settings.clone(),

@@ -221,8 +221,12 @@ pub(super) fn check_topics(
         id: info(name).and_then(|t| t.id.clone()),
         partitions: n,
     };
+    let cluster_id = c.client().fetch_cluster_id(Duration::from_secs(15));
+    if cluster_id.is_none() {
+        tracing::warn!("the broker gave no cluster id in 15 s: the one the checkpoints recorded is kept, and a failover to another cluster is not checked at this start");
+    }
     Ok(SourceIdentity {
-        cluster_id: c.client().fetch_cluster_id(Duration::from_secs(15)),
+        cluster_id,
         topics: [topic(&topics[0]), topic(&topics[1])],
     })
 }
