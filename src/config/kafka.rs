@@ -92,6 +92,16 @@ impl KafkaConfig {
                     ));
                 }
             }
+            if let Some(v) = map.get("group.protocol") {
+                if v.trim() != "classic" {
+                    errs.push(format!(
+                        "kafka.{section}.\"group.protocol\" = {v:?}: only \"classic\" is supported; \
+                         the consumer protocol (KIP-848) assigns partitions incrementally on the \
+                         broker, which the job's rebalance handling does not do yet; for rolling \
+                         restarts without rebalances set kafka.group_instance_id"
+                    ));
+                }
+            }
         }
         for key in [
             "bootstrap.servers",

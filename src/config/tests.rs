@@ -199,3 +199,24 @@ fn a_type_error_names_the_key_and_never_the_value() {
         ["clickhouse.url must start with http:// or https:// (it starts with \"ch\")"]
     );
 }
+
+#[test]
+fn the_consumer_group_protocol_is_refused_naming_the_key() {
+    let mut c = Config::default();
+    c.kafka
+        .consumer
+        .insert("group.protocol".into(), "consumer".into());
+    let e = c
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("kafka.consumer.\"group.protocol\"") && e.contains("group_instance_id"),
+        "{e}"
+    );
+    c.kafka
+        .consumer
+        .insert("group.protocol".into(), "classic".into());
+    assert!(c.validate().is_ok());
+}
