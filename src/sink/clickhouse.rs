@@ -151,6 +151,7 @@ impl ClickHouseSink {
             metrics,
             timeout: cfg.timeout,
         };
+        super::migrate::before_ddl(&sink).await?;
         for ddl in DDL {
             sink.client
                 .query(&ddl.replace("{db}", &sink.db))
@@ -158,6 +159,7 @@ impl ClickHouseSink {
                 .await
                 .map_err(|e| SinkError::query("DDL", "schema", e))?;
         }
+        super::migrate::after_ddl(&sink).await?;
         // Inserts name the bare table: the crate quotes `db.table` as one identifier.
         let sink = ClickHouseSink {
             client: sink.client.clone().with_database(&sink.db),

@@ -6,6 +6,7 @@
 //! - `settings`: what the sink is built from.
 
 pub mod clickhouse;
+pub mod migrate;
 pub mod rows;
 pub mod settings;
 pub mod writer;

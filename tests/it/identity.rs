@@ -224,3 +224,50 @@ async fn formats_2_and_3_are_migrated_and_a_format_1_one_refused() {
         "{text}"
     );
 }
+
+/// `checkpoint_bases` as the first format-4 version created it (ClickHouse's default 8,192
+/// rows per index granule, on which 18.16 refused to read one base out of a merged part of
+/// hundreds of 4 MiB chunks) is moved aside, copied into the one-row-granule layout at the
+/// next start, and its bases restore: the result stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coarse_granule_bases_table_is_migrated_and_its_bases_restore() {
+    let s = setup("granules", Opts::default()).await;
+    let evs = events(12_000, 17);
+    let half = evs.len() / 2;
+    let mut landed = s.produce(&evs[..half]).await;
+    s.run_to_end().await;
+    let c = client(&s.ch, &s.db);
+    let engine = || async {
+        c.query("SELECT engine_full FROM system.tables WHERE database = ? AND name = 'checkpoint_bases'")
+            .bind(&s.db)
+            .fetch_one::<String>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(
+        engine().await.contains("index_granularity = 1"),
+        "{}",
+        engine().await
+    );
+    let db = &s.db;
+    for sql in [
+        format!(
+            "CREATE TABLE {db}.coarse AS {db}.checkpoint_bases ENGINE = ReplacingMergeTree(version) \
+             ORDER BY (consumer_group, source_partition, epoch, owner, parity, chunk) \
+             SETTINGS index_granularity = 8192"
+        ),
+        format!("INSERT INTO {db}.coarse SELECT * FROM {db}.checkpoint_bases"),
+        format!("DROP TABLE {db}.checkpoint_bases"),
+        format!("RENAME TABLE {db}.coarse TO {db}.checkpoint_bases"),
+    ] {
+        c.query(&sql)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    assert!(engine().await.contains("index_granularity = 8192"));
+    landed.extend(s.produce(&evs[half..]).await);
+    s.run_to_end().await;
+    assert!(engine().await.contains("index_granularity = 1"), "migrated");
+    check(&s, &evs, &all_visible(&landed)).await;
+}
