@@ -281,10 +281,17 @@ pub async fn read(
     }))
 }
 
-/// Drops the bases of epochs before the previous one: no mark can point at them any more
-/// (each owner writes its own base when it claims). The previous epoch's are kept for a
-/// claim racing this one. A mutation, issued once per claim and never waited for.
-pub async fn collect_garbage(sink: &ClickHouseSink, state_id: &str, claimed: &[(i32, u32)]) {
+/// Drops the rows of epochs before the previous one from `table` (`checkpoint_bases` or
+/// `checkpoint_claims`): no mark can point at such a base any more (each owner writes its own
+/// base when it claims), and only the highest claims matter to a later claim. The previous
+/// epoch's rows are kept for a claim racing this one. A mutation, issued once per claim and
+/// never waited for; best effort.
+pub async fn drop_old_epochs(
+    sink: &ClickHouseSink,
+    table: &str,
+    state_id: &str,
+    claimed: &[(i32, u32)],
+) {
     let old: Vec<String> = claimed
         .iter()
         .filter(|&&(_, epoch)| epoch > 2)
@@ -294,12 +301,12 @@ pub async fn collect_garbage(sink: &ClickHouseSink, state_id: &str, claimed: &[(
         return;
     }
     let sql = format!(
-        "ALTER TABLE {}.checkpoint_bases DELETE WHERE consumer_group = ? AND ({})",
+        "ALTER TABLE {}.{table} DELETE WHERE consumer_group = ? AND ({})",
         sink.database(),
         old.join(" OR ")
     );
     if let Err(e) = sink.client().query(&sql).bind(state_id).execute().await {
-        tracing::debug!(error = %e, "old checkpoint bases not dropped");
+        tracing::debug!(error = %e, table, "rows of old epochs not dropped");
     }
 }
 

@@ -168,27 +168,6 @@ async fn rivals(
     Ok(rows.into_iter().map(|r| r.source_partition).collect())
 }
 
-/// Drops claims older than the previous epoch of each newly claimed partition: only the
-/// highest epochs matter to a later claim. Best effort, as for old bases.
-pub async fn collect_garbage(sink: &ClickHouseSink, state_id: &str, claimed: &[(i32, u32)]) {
-    let old: Vec<String> = claimed
-        .iter()
-        .filter(|&&(_, epoch)| epoch > 2)
-        .map(|&(p, epoch)| format!("(source_partition = {p} AND epoch < {})", epoch - 1))
-        .collect();
-    if old.is_empty() {
-        return;
-    }
-    let sql = format!(
-        "ALTER TABLE {}.checkpoint_claims DELETE WHERE consumer_group = ? AND ({})",
-        sink.database(),
-        old.join(" OR ")
-    );
-    if let Err(e) = sink.client().query(&sql).bind(state_id).execute().await {
-        tracing::debug!(error = %e, "old claims not dropped");
-    }
-}
-
 pub fn list(partitions: &[i32]) -> String {
     partitions
         .iter()

@@ -279,8 +279,9 @@ impl CheckpointStore {
         }
         self.sink.insert("checkpoints", &marks).await?;
         bases::fault_claim_abort(taken.delayed);
-        bases::collect_garbage(&self.sink, &self.state_id, &claimed).await;
-        claims::collect_garbage(&self.sink, &self.state_id, &claimed).await;
+        for table in ["checkpoint_bases", "checkpoint_claims"] {
+            bases::drop_old_epochs(&self.sink, table, &self.state_id, &claimed).await;
+        }
         Ok(out)
     }
 

@@ -280,37 +280,10 @@ async fn a_late_claim_does_not_leave_the_live_owners_partitions_unread() {
 }
 
 /// The (partition, epoch) pairs a job's log says it claimed.
-fn claims_in(log: &str) -> std::collections::BTreeSet<(i64, i64)> {
-    let field = |line: &str, name: &str| -> Option<i64> {
-        let plain = strip_ansi(line);
-        let at = plain.find(&format!("{name}="))?;
-        let rest = plain.get(at + name.len() + 1..)?;
-        let digits: String = rest
-            .trim_start_matches(|c: char| !c.is_ascii_digit())
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        digits.parse().ok()
-    };
+fn claims_in(log: &str) -> std::collections::BTreeSet<(u64, u64)> {
+    use crate::common::harness::log_number;
     log.lines()
         .filter(|l| l.contains("claim won"))
-        .filter_map(|l| Some((field(l, "partition")?, field(l, "epoch")?)))
+        .filter_map(|l| Some((log_number(l, "partition")?, log_number(l, "epoch")?)))
         .collect()
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

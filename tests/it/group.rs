@@ -196,24 +196,7 @@ fn last_written(text: &str) -> u64 {
         .sum()
 }
 
-/// A `name=value` number in a log line, colours stripped.
+/// A `name=value` number of a log line, 0 when absent.
 fn field(line: &str, name: &str) -> u64 {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    crate::common::harness::log_number(line, name).unwrap_or(0)
 }

@@ -375,6 +375,27 @@ pub fn assignments(log: &Path) -> usize {
         .count()
 }
 
+/// A `name=value` number of a pipeline log line (tracing's colours stripped).
+pub fn log_number(line: &str, name: &str) -> Option<u64> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
 /// `scripts/services.sh`, for tests that start, kill and restart a broker of their own.
 pub fn services_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh")
