@@ -124,7 +124,7 @@ fn join(c: &mut Criterion) {
                 for (n, ev) in events.into_iter().enumerate() {
                     match ev {
                         Event::Interaction(i) => {
-                            j.add_contact(&i, horizon, &cfg);
+                            j.add_contact(&i, horizon, &cfg, &mut Vec::new());
                             horizon = horizon.max(i.ended_at_ms - 330_000);
                         }
                         Event::Survey(s) => {

@@ -53,8 +53,8 @@ fn main() {
         .validate()
         .unwrap_or_else(|e| panic!("{e}"))
         .settings;
-    println!("| events | open tickets | contacts | join bytes / open ticket | join bytes / contact | checkpoint bytes / ticket | window rows | bytes / window row | `cx_state_bytes` join / counted | ids: counted bytes / id | `cx_state_bytes` ids / counted |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| events | open tickets | contacts | join bytes / open ticket | join bytes / contact | checkpoint bytes / ticket | window rows | bytes / window row | `cx_state_bytes` join / counted | ids: counted bytes / id | `cx_state_bytes` ids / counted | revisable surveys | bytes / revisable survey |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for count in [50_000, 200_000, 800_000] {
         let events = generate(
             &GenConfig {
@@ -76,10 +76,13 @@ fn main() {
         let before = live();
         let mut j = JoinState::default();
         for i in &contacts {
-            j.add_contact(i, i64::MIN, &st.join);
+            j.add_contact(i, i64::MIN, &st.join, &mut Vec::new());
         }
         let join_bytes = live() - before;
         let checkpoint = postcard::to_allocvec(&j).map_or(0, |b| b.len());
+        // Every survey settled and held for revision (the contact floor just past the last
+        // contact, the revision horizon of 7 days behind it reaching all of them).
+        let (revisable, revisable_bytes) = revisable(&events, &mut j, &st.join);
         // Duplicate detection: every event's id remembered (the late horizon spans them all).
         let before = live();
         let mut ids = IdSet::default();
@@ -110,7 +113,7 @@ fn main() {
         w.drain_dirty(&st.window, |_| emitted += 1);
         let window_bytes = live() - before;
         println!(
-            "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            "| {count} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.0} |",
             j.tickets_len(),
             j.contacts_len(),
             join_bytes as f64 / j.tickets_len() as f64,
@@ -121,7 +124,46 @@ fn main() {
             j.bytes() as f64 / join_bytes as f64,
             ids_bytes as f64 / ids.len().max(1) as f64,
             ids.bytes() as f64 / ids_bytes.max(1) as f64,
+            revisable,
+            revisable_bytes as f64 / revisable.max(1) as f64,
         );
         assert_eq!(emitted, w.open_len());
     }
+}
+
+/// Parks every survey, settles them all with the floor just past the newest contact, and
+/// returns how many stay revisable and the live bytes they added.
+fn revisable(
+    events: &[cx_pipeline::generator::GenEvent],
+    j: &mut JoinState,
+    cfg: &cx_pipeline::join::JoinConfig,
+) -> (usize, usize) {
+    let before = live();
+    let mut newest = i64::MIN;
+    for (n, g) in events.iter().enumerate() {
+        match &g.event {
+            Event::Survey(s) => {
+                let p = cx_pipeline::join::Pending {
+                    lo_ms: s.submitted_at_ms - cfg.lookback_ms,
+                    survey: s.clone(),
+                    offset: n as i64,
+                    late: false,
+                };
+                let _ = j.park(p, cfg);
+            }
+            Event::Interaction(i) => newest = newest.max(i.ended_at_ms),
+        }
+    }
+    let floor = newest.max(
+        events
+            .iter()
+            .filter_map(|g| match &g.event {
+                Event::Survey(s) => Some(s.submitted_at_ms + cfg.max_wait_ms + 1),
+                Event::Interaction(_) => None,
+            })
+            .max()
+            .unwrap_or(newest),
+    );
+    drop(j.resolve_until(floor, cfg));
+    (j.revisable_len(), live().saturating_sub(before))
 }

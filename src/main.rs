@@ -49,6 +49,10 @@ enum Cmd {
         /// Exit once every assigned partition is fully consumed (batch/backfill runs).
         #[arg(long)]
         until_end: bool,
+        /// With --until-end: the input is complete; settle and close everything at its end
+        /// and record the state as final (docs/SEMANTICS.md, "Bounded runs").
+        #[arg(long = "final", requires = "until_end")]
+        complete: bool,
     },
     /// Produce seeded, realistic events to the configured topics.
     Generate(app::generate::GenerateOptions),
@@ -148,7 +152,10 @@ fn dispatch(
             };
             rt.block_on(app::demo::run(validated, opts, stop))
         }
-        Cmd::Run { until_end } => app::run::run(rt, validated, until_end, &stop),
+        Cmd::Run {
+            until_end,
+            complete,
+        } => app::run::run(rt, validated, until_end, complete, &stop),
         Cmd::Detect { once } => rt
             .block_on(app::detect::run(validated, once, stop))
             .map_err(AppError::from),

@@ -16,6 +16,7 @@ pub fn run(
     rt: &tokio::runtime::Runtime,
     v: Validated,
     until_end: bool,
+    complete: bool,
     stop: &Shutdown,
 ) -> Result<(), AppError> {
     if v.clickhouse.url.is_empty() {
@@ -44,6 +45,7 @@ pub fn run(
         decoder,
         runtime: rt.handle().clone(),
         bounded: until_end,
+        complete,
     };
     let t = job.run(stop)?;
     tracing::info!(

@@ -180,8 +180,8 @@ impl Config {
         let mut errs = Vec::new();
         self.kafka.validate(&mut errs);
         self.codec.validate(&mut errs);
-        let join = self.join.validate(&mut errs);
         let windows = self.window.validate(&mut errs);
+        let join = self.join.validate(&windows, &mut errs);
         let limits = self.ingest.validate(&mut errs);
         let masks: Vec<u8> = windows.config.groupings.iter().map(|g| g.mask).collect();
         let detector = self.detector.validate(&masks, &mut errs);

@@ -13,6 +13,11 @@ pub struct JoinSection {
     pub max_wait: String,
     pub max_contacts_per_partition: usize,
     pub max_pending_per_partition: usize,
+    /// How far behind the contact stream a late contact may still revise a settled
+    /// survey ("" = the late horizon).
+    pub revise_horizon: String,
+    pub max_revisable_per_partition: usize,
+    pub max_revisions_per_survey: u32,
 }
 
 impl Default for JoinSection {
@@ -23,13 +28,31 @@ impl Default for JoinSection {
             max_wait: "10m".into(),
             max_contacts_per_partition: 2_000_000,
             max_pending_per_partition: 500_000,
+            revise_horizon: String::new(),
+            max_revisable_per_partition: 1_000_000,
+            max_revisions_per_survey: 16,
         }
     }
 }
 
 impl JoinSection {
-    pub(super) fn validate(&self, errs: &mut Vec<String>) -> JoinConfig {
+    pub(super) fn validate(&self, w: &Windows, errs: &mut Vec<String>) -> JoinConfig {
         let lookback = duration("join.lookback", &self.lookback, errs);
+        let floor_lag_ms = w.out_of_orderness_ms.saturating_add(w.allowed_lateness_ms);
+        let revise_ms = if self.revise_horizon.is_empty() {
+            w.late_horizon_ms
+        } else {
+            millis(duration("join.revise_horizon", &self.revise_horizon, errs))
+        };
+        if revise_ms < floor_lag_ms || revise_ms > w.late_horizon_ms {
+            errs.push(format!(
+                "join.revise_horizon = {:?} must lie between out_of_orderness + allowed_lateness and window.late_horizon",
+                self.revise_horizon
+            ));
+        }
+        if self.max_revisable_per_partition == 0 {
+            errs.push("join.max_revisable_per_partition must be > 0".into());
+        }
         let max_wait = duration("join.max_wait", &self.max_wait, errs);
         if self.max_contacts_per_partition == 0 {
             errs.push("join.max_contacts_per_partition must be > 0".into());
@@ -43,6 +66,10 @@ impl JoinSection {
             max_wait_ms: millis(max_wait),
             max_contacts: self.max_contacts_per_partition,
             max_pending: self.max_pending_per_partition,
+            revise_ms,
+            floor_lag_ms,
+            max_revisable: self.max_revisable_per_partition,
+            max_revisions: self.max_revisions_per_survey,
         }
     }
 }

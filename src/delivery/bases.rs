@@ -92,6 +92,8 @@ pub fn chunk_rows(b: &BaseRow) -> Vec<ChunkRow> {
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
     pub max_age: Duration,
+    /// A `--final` run: a state a final run closed may be restored (it is final already).
+    pub accept_final: bool,
 }
 
 /// What an owner knows of its partition's latest base.
@@ -160,6 +162,9 @@ impl CheckpointStore {
                 };
                 let state = format::decode(&base.state, &self.settings, &self.source)
                     .map_err(|e| self.refused(p, e))?;
+                if state.value.is_final_run() && !self.policy.accept_final {
+                    return Err(self.refused(p, CheckpointError::Closed));
+                }
                 let cum = postcard::from_bytes(&base.counts)
                     .map_err(|e| self.refused(p, CheckpointError::Corrupt(e.to_string())))?;
                 (state.value, cum, m.published)

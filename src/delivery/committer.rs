@@ -44,6 +44,9 @@ pub enum Close {
     /// The input of a bounded run ended: open windows and pending surveys are written as
     /// provisional rows first.
     EndOfInput,
+    /// The input of a `--final` run ended: it is complete, so everything settles and
+    /// closes, and the checkpoints record the state as final.
+    CompleteInput,
 }
 
 /// When a flush happens and how much it must do.
@@ -169,8 +172,10 @@ impl Committer {
         consumer: &BaseConsumer<C>,
         why: Close,
     ) -> Result<Vec<i32>, DeliveryError> {
-        if why == Close::EndOfInput {
-            self.core.finish_all();
+        match why {
+            Close::EndOfInput => self.core.finish_all(),
+            Close::CompleteInput => self.core.finish_all_final(),
+            Close::Stop => {}
         }
         let owned = self.owned();
         self.due.extend(owned);

@@ -6,7 +6,7 @@
 //! changed and how to proceed; nothing is silently reinterpreted.
 
 use crate::metrics::Business;
-use crate::pipeline::partition::PartitionState;
+use crate::pipeline::partition::{PartitionState, Trailer};
 use crate::pipeline::Settings;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,12 @@ pub enum CheckpointError {
     SourceChanged(String),
     #[error("it cannot be decoded: {0}")]
     Corrupt(String),
+    #[error(
+        "a `run --until-end --final` declared its input complete and closed every window and \
+         survey; later input would reopen what was declared final. Run `--until-end --final` \
+         again over the complete input, or {NEW_STATE}"
+    )]
+    Closed,
 }
 
 /// The settings a checkpointed state depends on, as (config key, value).
@@ -164,6 +170,7 @@ pub fn identity(st: &Settings) -> Vec<(String, String)> {
         ("join.lookback".into(), ms(st.join.lookback_ms)),
         ("join.max_wait".into(), ms(st.join.max_wait_ms)),
         ("join.attribution".into(), format!("{:?}", st.join.policy)),
+        ("join.revise_horizon".into(), ms(st.join.revise_ms)),
     ]
 }
 
@@ -174,7 +181,8 @@ pub fn encode(
 ) -> Result<Vec<u8>, CheckpointError> {
     let corrupt = |e: postcard::Error| CheckpointError::Corrupt(e.to_string());
     let bytes = postcard::to_extend(ps, header(st, source)?).map_err(corrupt)?;
-    postcard::to_extend(&ps.early_closed_ms(), bytes).map_err(corrupt)
+    let bytes = postcard::to_extend(&ps.early_closed_ms(), bytes).map_err(corrupt)?;
+    postcard::to_extend(&ps.trailer(), bytes).map_err(corrupt)
 }
 
 /// A mark, behind the same header as a base.
@@ -235,8 +243,13 @@ pub fn decode(
     // A trailer added within format 3 (absent from older checkpoints, which closed nothing
     // early): the end of the windows closed at the open-row cap.
     if !trailer.is_empty() {
-        let (early, _): (i64, &[u8]) = postcard::take_from_bytes(trailer).map_err(corrupt)?;
+        let (early, rest): (i64, &[u8]) = postcard::take_from_bytes(trailer).map_err(corrupt)?;
         state.restore_early_closed_ms(early);
+        // Then, since revisions, the revisable surveys and whether a --final run closed it.
+        if !rest.is_empty() {
+            let (t, _): (Trailer, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+            state.restore_trailer(t);
+        }
     }
     Ok(Checked {
         value: state,
@@ -300,10 +313,17 @@ pub fn check<'a>(
     })
 }
 
+/// Settings recorded only by later builds: a checkpoint without one was built before it
+/// existed (before revisions, surveys settled once), and is read under the value now set.
+const ADDED_LATER: &[&str] = &["join.revise_horizon"];
+
 fn changed_settings(old: &[(String, String)], now: &[(String, String)]) -> Vec<String> {
     now.iter()
         .filter_map(|(k, v)| {
             let was = old.iter().find(|(ok, _)| ok == k).map(|x| &x.1);
+            if was.is_none() && ADDED_LATER.contains(&k.as_str()) {
+                return None;
+            }
             (was != Some(v)).then(|| {
                 format!(
                     "{k} was {} and is now {v}",

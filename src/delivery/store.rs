@@ -112,7 +112,7 @@ pub struct CheckpointStore {
     pub(super) state_id: String,
     pub(super) settings: Settings,
     pub(super) source: SourceIdentity,
-    policy: Policy,
+    pub(super) policy: Policy,
     owned: BTreeMap<i32, Owner>,
     /// What this process published for partitions it no longer owns: a later claim of the
     /// same partition by this process never publishes it again, whatever copy it restores

@@ -46,6 +46,8 @@ impl InternalEvent for Consumed<'_> {
 pub struct StateSize {
     pub join_contacts: usize,
     pub join_pending_surveys: usize,
+    /// Settled surveys a late contact can still re-credit.
+    pub join_revisable_surveys: usize,
     pub open_windows: usize,
     pub dedup_ids: usize,
     /// Estimated bytes per kind: open windows (rows and buffered cells), interned segment
@@ -66,6 +68,7 @@ impl InternalEvent for StateSize {
         for (kind, n) in [
             ("join_contacts", self.join_contacts),
             ("join_pending_surveys", self.join_pending_surveys),
+            ("join_revisable_surveys", self.join_revisable_surveys),
             ("open_windows", self.open_windows),
             ("dedup_ids", self.dedup_ids),
         ] {

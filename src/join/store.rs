@@ -9,12 +9,18 @@
 //!
 //! Checkpoints store contacts by value (strings), so they do not depend on these ids.
 
+mod revise;
+mod saved;
+
 use super::chunked::{ById, Named, Ring};
 use super::{AttributionPolicy, JoinConfig, Pending, Settled};
-use crate::model::{Attribution, Interaction, MatchKind, Survey};
+use crate::model::{Attribution, Interaction, MatchKind};
 use compact_str::CompactString;
 use hashbrown::HashTable;
+use revise::Revisable;
 use rustc_hash::FxBuildHasher;
+use rustc_hash::FxHashMap;
+pub use saved::SavedRevisable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
@@ -96,6 +102,12 @@ pub struct JoinState {
     /// Keyed by (deadline = submitted_at + max_wait, arrival seq).
     pending: BTreeMap<(i64, u64), Pending>,
     next_survey: u64,
+    /// Settled surveys a late contact can still re-credit, by the same key (revise.rs).
+    revisable: BTreeMap<(i64, u64), Revisable>,
+    /// Keys of `revisable` by customer id: a late contact finds the surveys it may revise.
+    by_customer: FxHashMap<CompactString, Vec<(i64, u64)>>,
+    /// Revisable surveys made final early (caps) since the last take; not checkpointed.
+    final_early: u64,
 }
 
 impl JoinState {
@@ -130,6 +142,17 @@ impl JoinState {
             .saturating_add(rings)
             .saturating_add(handlings)
             .saturating_add(self.pending.len().saturating_mul(400))
+            .saturating_add(self.revisable.len().saturating_mul(480))
+    }
+
+    /// Settled surveys still revisable.
+    pub fn revisable_len(&self) -> usize {
+        self.revisable.len()
+    }
+
+    /// Revisable surveys made final early by a cap since the last call.
+    pub fn take_final_early(&mut self) -> u64 {
+        std::mem::take(&mut self.final_early)
     }
 
     /// Tickets with at least one contact held.
@@ -190,12 +213,14 @@ impl JoinState {
         id
     }
 
-    /// Indexes an accepted contact. Returns how many contacts the cap pushed out.
+    /// Indexes an accepted contact; surveys it re-credits are pushed to `revised`. Returns
+    /// how many contacts the cap pushed out.
     pub fn add_contact(
         &mut self,
         i: &Interaction,
         floor_at_arrival: i64,
         cfg: &JoinConfig,
+        revised: &mut Vec<Settled>,
     ) -> usize {
         let seq = self.front_seq.wrapping_add(self.contacts.len() as u32);
         let handling = self.handling(i);
@@ -223,6 +248,7 @@ impl JoinState {
             next_in_ticket,
             floor_at_arrival,
         });
+        self.revise_with(seq, cfg, revised);
         let mut evicted = 0;
         while self.contacts.len() > cfg.max_contacts && self.pop_front() {
             evicted += 1;
@@ -273,122 +299,12 @@ impl JoinState {
         true
     }
 
-    /// Parks a survey until the contact stream passes its deadline. When the pending map
-    /// is full the oldest survey is settled early (returned) so memory stays bounded.
-    pub fn park(&mut self, p: Pending, cfg: &JoinConfig) -> Option<Settled> {
-        let seq = self.next_survey;
-        self.next_survey += 1;
-        let deadline = p.survey.submitted_at_ms.saturating_add(cfg.max_wait_ms);
-        self.pending.insert((deadline, seq), p);
-        if self.pending.len() > cfg.max_pending {
-            let (_, p) = self.pending.pop_first()?;
-            return Some(self.settle(p, cfg, true));
-        }
-        None
-    }
-
-    fn settle(&self, pending: Pending, cfg: &JoinConfig, forced: bool) -> Settled {
-        let chosen = self.choose(&pending.survey, pending.lo_ms, cfg);
-        Settled {
-            attribution: chosen.and_then(|(c, how)| self.owned(c, how)),
-            pending,
-            forced,
-        }
-    }
-
-    /// Settles every survey whose deadline is below the contact stream's floor: no contact
-    /// accepted from now on can be chosen for it.
-    pub fn resolve_until(&mut self, contact_floor: i64, cfg: &JoinConfig) -> Vec<Settled> {
-        let mut out = Vec::new();
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= contact_floor {
-                break;
-            }
-            let p = entry.remove();
-            out.push(self.settle(p, cfg, false));
-        }
-        out
-    }
-
-    /// Settles, forced, every survey submitted before `t_ms` (their windows are closing
-    /// early at the open-row cap); pending is ordered by deadline, so by submission time.
-    pub fn force_before(&mut self, t_ms: i64, cfg: &JoinConfig) -> Vec<Settled> {
-        let mut out = Vec::new();
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.get().survey.submitted_at_ms >= t_ms {
-                break;
-            }
-            let p = entry.remove();
-            out.push(self.settle(p, cfg, true));
-        }
-        out
-    }
-
-    /// Every pending survey attributed with the contacts held now, left pending (end of a
-    /// bounded run: what the input so far says).
-    pub fn refresh(&self, cfg: &JoinConfig) -> Vec<Settled> {
-        self.pending
-            .values()
-            .map(|p| self.settle(p.clone(), cfg, false))
-            .collect()
-    }
-
     /// Drops contacts older than `floor` from the front of the arrival order; callers pass
     /// the oldest survey time that can still need one, minus the lookback.
     pub fn evict_before(&mut self, floor: i64) {
         while self.contacts.front().is_some_and(|c| c.ended_at_ms < floor) {
             self.pop_front();
         }
-    }
-
-    /// Contacts of a ticket within [lo, hi], newest first.
-    fn ticket_contacts(&self, ticket: u32, lo: i64, hi: i64) -> impl Iterator<Item = &Contact> {
-        let mut cur = self.tickets.get(ticket).map_or(NIL, |t| t.head);
-        std::iter::from_fn(move || {
-            let c = self.contact(cur)?;
-            cur = c.next_in_ticket;
-            Some(c)
-        })
-        .filter(move |c| c.ended_at_ms >= lo && c.ended_at_ms <= hi)
-    }
-
-    /// The rule (docs/SEMANTICS.md, Join): among contacts with `ended_at` in [lo, t + max_wait] that
-    /// arrived before the contact floor passed the survey's deadline, by ticket id or the
-    /// customer's latest contact's ticket, then the ticket's last (or first) contact.
-    fn choose(&self, s: &Survey, lo_ms: i64, cfg: &JoinConfig) -> Option<(&Contact, MatchKind)> {
-        let lo = lo_ms.max(s.submitted_at_ms.saturating_sub(cfg.lookback_ms));
-        let hi = s.submitted_at_ms.saturating_add(cfg.max_wait_ms);
-        fn order(a: &&Contact, b: &&Contact) -> std::cmp::Ordering {
-            (a.ended_at_ms, a.interaction_id.as_str())
-                .cmp(&(b.ended_at_ms, b.interaction_id.as_str()))
-        }
-        let (ticket, matched_by) = match &s.ticket_id {
-            Some(t) => (self.tickets.find(t)?, MatchKind::Ticket),
-            None => {
-                let customer = self.customers.get(self.customers.find(&s.customer_id)?)?;
-                let latest = customer
-                    .contacts
-                    .iter()
-                    .filter_map(|&seq| self.contact(seq))
-                    .filter(|c| {
-                        c.ended_at_ms >= lo && c.ended_at_ms <= hi && c.floor_at_arrival <= hi
-                    })
-                    .max_by(order)?;
-                (latest.ticket, MatchKind::Customer)
-            }
-        };
-        // The chain runs newest arrival first; exact ties (a replayed contact) go to the
-        // newest arrival under Last and the oldest under First.
-        use std::cmp::Ordering::{Greater, Less};
-        let chosen = self
-            .ticket_contacts(ticket, lo, hi)
-            .filter(|c| c.floor_at_arrival <= hi)
-            .reduce(|best, c| match (cfg.policy, order(&c, &best)) {
-                (AttributionPolicy::Last, Greater) => c,
-                (AttributionPolicy::First, Less | std::cmp::Ordering::Equal) => c,
-                _ => best,
-            })?;
-        Some((chosen, matched_by))
     }
 
     /// A held contact as owned strings: the attribution it gives, and its checkpoint form.
@@ -458,6 +374,10 @@ impl<'de> Deserialize<'de> for JoinState {
             max_wait_ms: 0,
             max_contacts: usize::MAX,
             max_pending: usize::MAX,
+            revise_ms: 0,
+            floor_lag_ms: 0,
+            max_revisable: usize::MAX,
+            max_revisions: u32::MAX,
         };
         for c in saved.contacts {
             let h = c.held;
@@ -481,6 +401,7 @@ impl<'de> Deserialize<'de> for JoinState {
                 },
                 c.floor_at_arrival,
                 &no_cap,
+                &mut Vec::new(),
             );
         }
         j.pending = saved.pending.into_iter().collect();

@@ -10,6 +10,10 @@ fn cfg(policy: AttributionPolicy) -> JoinConfig {
         max_wait_ms: 10 * MIN,
         max_contacts: 1000,
         max_pending: 1000,
+        revise_ms: 60 * MIN,
+        floor_lag_ms: 5 * MIN,
+        max_revisable: 1000,
+        max_revisions: 16,
     }
 }
 
@@ -78,9 +82,24 @@ fn ticket_survey_goes_to_last_or_first_agent() {
     ] {
         let c = cfg(policy);
         let mut j = JoinState::default();
-        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
-        j.add_contact(&contact("i2", "t1", "c1", "b", 1010 * MIN), i64::MIN, &c);
-        j.add_contact(&contact("i3", "t2", "c1", "z", 1020 * MIN), i64::MIN, &c);
+        j.add_contact(
+            &contact("i1", "t1", "c1", "a", 1000 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new(),
+        );
+        j.add_contact(
+            &contact("i2", "t1", "c1", "b", 1010 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new(),
+        );
+        j.add_contact(
+            &contact("i3", "t2", "c1", "z", 1020 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new(),
+        );
         assert!(j
             .park_survey(survey("s1", "c1", Some("t1"), 1030 * MIN), &c)
             .is_none());
@@ -97,9 +116,24 @@ fn ticket_survey_goes_to_last_or_first_agent() {
 fn relationship_survey_takes_the_customers_latest_ticket_within_lookback() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
-    j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
-    j.add_contact(&contact("i2", "t2", "c1", "b", 2000 * MIN), i64::MIN, &c);
-    j.add_contact(&contact("i3", "t3", "c2", "z", 2500 * MIN), i64::MIN, &c);
+    j.add_contact(
+        &contact("i1", "t1", "c1", "a", 1000 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
+    j.add_contact(
+        &contact("i2", "t2", "c1", "b", 2000 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
+    j.add_contact(
+        &contact("i3", "t3", "c2", "z", 2500 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
     j.park_survey(survey("s1", "c1", None, 2100 * MIN), &c);
     let a = resolve_one(&mut j, &c).attribution.expect("attributed");
     assert_eq!(
@@ -121,7 +155,12 @@ fn survey_waits_for_the_contact_horizon() {
     // Horizon exactly at the deadline: a contact ending at the deadline could still come.
     assert!(j.resolve_until(1010 * MIN, &c).is_empty());
     // The contact arrives after the survey (ingestion lag) but inside the wait.
-    j.add_contact(&contact("i1", "t1", "c1", "a", 1005 * MIN), i64::MIN, &c);
+    j.add_contact(
+        &contact("i1", "t1", "c1", "a", 1005 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
     let out = j.resolve_until(1010 * MIN + 1, &c);
     assert_eq!(out.len(), 1);
     assert!(out[0].attribution.is_some());
@@ -135,15 +174,30 @@ fn caps_bound_state_and_report_overflow() {
     c.max_pending = 1;
     let mut j = JoinState::default();
     assert_eq!(
-        j.add_contact(&contact("i1", "t1", "c1", "a", MIN), i64::MIN, &c),
+        j.add_contact(
+            &contact("i1", "t1", "c1", "a", MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new()
+        ),
         0
     );
     assert_eq!(
-        j.add_contact(&contact("i2", "t2", "c1", "a", 2 * MIN), i64::MIN, &c),
+        j.add_contact(
+            &contact("i2", "t2", "c1", "a", 2 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new()
+        ),
         0
     );
     assert_eq!(
-        j.add_contact(&contact("i3", "t3", "c1", "a", 3 * MIN), i64::MIN, &c),
+        j.add_contact(
+            &contact("i3", "t3", "c1", "a", 3 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new()
+        ),
         1
     );
     assert_eq!(j.contacts_len(), 2);
@@ -159,32 +213,106 @@ fn caps_bound_state_and_report_overflow() {
 }
 
 #[test]
-fn a_contact_that_arrives_after_the_floor_passed_the_deadline_is_never_chosen() {
+fn a_late_contact_revises_the_first_answer_the_same_way_in_either_order() {
     // Whether the survey settles before or after this contact is processed depends on how
-    // the consumer interleaved the topics; the arrival rule makes both give one answer.
+    // the consumer interleaved the topics: the first answer excludes it either way, and
+    // the revision it causes ends both at the same answer.
     let c = cfg(AttributionPolicy::Last);
     for settle_first in [false, true] {
         let mut j = JoinState::default();
-        j.add_contact(&contact("i1", "t1", "c1", "a", 1000 * MIN), i64::MIN, &c);
+        j.add_contact(
+            &contact("i1", "t1", "c1", "a", 1000 * MIN),
+            i64::MIN,
+            &c,
+            &mut Vec::new(),
+        );
         j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
         // Deadline 1011 min; the floor was already at 1020 min when i2 (a late contact
-        // inside the survey's range) arrived.
+        // inside the survey's range) arrived, the revision floor at 965 min.
         let late = contact("i2", "t1", "c1", "b", 1005 * MIN);
+        let mut revised = Vec::new();
         let out = if settle_first {
             let out = j.resolve_until(1020 * MIN, &c);
-            j.add_contact(&late, 1020 * MIN, &c);
+            j.add_contact(&late, 1020 * MIN, &c, &mut revised);
             out
         } else {
-            j.add_contact(&late, 1020 * MIN, &c);
+            j.add_contact(&late, 1020 * MIN, &c, &mut revised);
             j.resolve_until(1020 * MIN, &c)
         };
         assert_eq!(out.len(), 1);
-        let a = out[0]
-            .attribution
-            .as_ref()
-            .map(|a| a.interaction_id.as_str());
-        assert_eq!(a, Some("i1"), "settle_first = {settle_first}");
+        let id =
+            |a: &Option<crate::model::Attribution>| a.as_ref().map(|a| a.interaction_id.clone());
+        let first = &out[0];
+        assert_eq!(
+            first
+                .answers
+                .first()
+                .map(|a| a.as_ref().map(|a| a.agent_id.as_str())),
+            Some(Some("a")),
+            "first answer, settle_first = {settle_first}"
+        );
+        let last = revised.last().unwrap_or(first);
+        assert_eq!(id(&last.attribution).as_deref(), Some("i2"));
+        assert_eq!(
+            last.answers.len(),
+            2,
+            "one revision, settle_first = {settle_first}"
+        );
+        assert_eq!(revised.len(), usize::from(settle_first));
     }
+}
+
+#[test]
+fn a_ticket_belongs_to_its_customer() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    // Another customer's contact on the same ticket id, later: never a candidate.
+    j.add_contact(
+        &contact("i1", "t1", "c1", "a", 1000 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
+    j.add_contact(
+        &contact("i2", "t1", "c9", "z", 1003 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
+    j.park_survey(survey("s1", "c1", Some("t1"), 1004 * MIN), &c);
+    let r = resolve_one(&mut j, &c);
+    assert_eq!(
+        r.attribution.map(|a| a.interaction_id).as_deref(),
+        Some("i1")
+    );
+    assert!(!r.other_customer);
+    // Only another customer's: unattributed, and said so.
+    j.park_survey(survey("s2", "c5", Some("t1"), 1004 * MIN), &c);
+    let r = resolve_one(&mut j, &c);
+    assert!(r.attribution.is_none());
+    assert!(r.other_customer);
+}
+
+#[test]
+fn a_revisable_survey_is_forgotten_once_the_revision_floor_passes_it() {
+    let c = cfg(AttributionPolicy::Last);
+    let mut j = JoinState::default();
+    j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
+    assert_eq!(j.resolve_until(1012 * MIN, &c).len(), 1);
+    assert_eq!(j.revisable_len(), 1);
+    // Revision floor = floor + 5 - 60 min: passes the deadline (1011) at floor 1067.
+    j.resolve_until(1066 * MIN, &c);
+    assert_eq!(j.revisable_len(), 1);
+    j.resolve_until(1067 * MIN, &c);
+    assert_eq!(j.revisable_len(), 0);
+    let mut revised = Vec::new();
+    j.add_contact(
+        &contact("i9", "t1", "c1", "a", 1005 * MIN),
+        1067 * MIN,
+        &c,
+        &mut revised,
+    );
+    assert!(revised.is_empty(), "final: nothing revises it");
 }
 
 #[test]
@@ -193,7 +321,12 @@ fn a_contact_that_arrived_before_the_deadline_passed_counts_even_if_late() {
     let mut j = JoinState::default();
     j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
     // Behind its own stream's floor (1008 min) but the floor had not passed the deadline.
-    j.add_contact(&contact("i2", "t1", "c1", "b", 1005 * MIN), 1008 * MIN, &c);
+    j.add_contact(
+        &contact("i2", "t1", "c1", "b", 1005 * MIN),
+        1008 * MIN,
+        &c,
+        &mut Vec::new(),
+    );
     let a = resolve_one(&mut j, &c)
         .attribution
         .map(|a| a.interaction_id);
@@ -205,7 +338,12 @@ fn refresh_reports_the_current_answer_and_keeps_surveys_pending() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
     j.park_survey(survey("s1", "c1", Some("t1"), 1001 * MIN), &c);
-    j.add_contact(&contact("i1", "t1", "c1", "a", 1002 * MIN), i64::MIN, &c);
+    j.add_contact(
+        &contact("i1", "t1", "c1", "a", 1002 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
     let r = j.refresh(&c);
     assert_eq!((r.len(), r[0].attribution.is_some()), (1, true));
     assert_eq!(j.pending_len(), 1);
@@ -215,8 +353,18 @@ fn refresh_reports_the_current_answer_and_keeps_surveys_pending() {
 fn eviction_keeps_what_can_still_match() {
     let c = cfg(AttributionPolicy::Last);
     let mut j = JoinState::default();
-    j.add_contact(&contact("i1", "t1", "c1", "a", 100 * MIN), i64::MIN, &c);
-    j.add_contact(&contact("i2", "t2", "c1", "a", 200 * MIN), i64::MIN, &c);
+    j.add_contact(
+        &contact("i1", "t1", "c1", "a", 100 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
+    j.add_contact(
+        &contact("i2", "t2", "c1", "a", 200 * MIN),
+        i64::MIN,
+        &c,
+        &mut Vec::new(),
+    );
     j.evict_before(150 * MIN);
     assert_eq!(j.contacts_len(), 1);
     j.park_survey(survey("s1", "c1", None, 210 * MIN), &c);
@@ -228,8 +376,9 @@ mod against_brute_force {
     use super::*;
     use proptest::prelude::*;
 
-    /// The definition, by scanning every contact: the ticket's (or the customer's latest
-    /// contact's ticket's) contacts in range, last or first by (ended_at, interaction id).
+    /// The definition, by scanning every contact: the customer's contacts in range of the
+    /// ticket (or of the customer's latest contact's ticket), last or first by (ended_at,
+    /// interaction id).
     fn brute(contacts: &[Interaction], s: &Survey, c: &JoinConfig) -> Option<(String, String)> {
         let (lo, hi) = (
             s.submitted_at_ms - c.lookback_ms,
@@ -250,7 +399,7 @@ mod against_brute_force {
         let of_ticket = contacts
             .iter()
             .filter(in_range)
-            .filter(|i| i.ticket_id == ticket);
+            .filter(|i| i.ticket_id == ticket && i.customer_id == s.customer_id);
         let chosen = match c.policy {
             AttributionPolicy::Last => of_ticket.max_by_key(key),
             AttributionPolicy::First => of_ticket.min_by_key(key),
@@ -279,7 +428,7 @@ mod against_brute_force {
                 }
                 let i = contact(&format!("i{}", n % 7), &format!("t{t}"), &format!("c{cu}"),
                     &format!("a{ag}"), at * MIN);
-                j.add_contact(&i, i64::MIN, &c);
+                j.add_contact(&i, i64::MIN, &c, &mut Vec::new());
                 all.push(i);
             }
             prop_assert_eq!(j.contacts_len(), cs.len());

@@ -30,16 +30,18 @@ pub struct Business {
 
 impl Business {
     /// Counts of these facts; provisional survey facts (a bounded run's unsettled surveys)
-    /// count when they settle.
+    /// count when they settle, revisions not at all.
     pub fn of<'a>(
         surveys: impl Iterator<Item = &'a SurveyFact>,
         contacts: impl Iterator<Item = &'a ContactFact>,
     ) -> Business {
         let mut by: HashMap<[&str; 3], SurveyCounts> = HashMap::new();
         let mut matched = [0u64; 3];
-        for f in surveys.filter(|f| f.is_final) {
+        // Each survey once, at its settlement, under its first answer: counters cannot
+        // move a count between labels when a late contact revises it.
+        for (f, first) in surveys.filter_map(|f| Some((f, f.first.as_ref()?))) {
             let s = &f.resolved.survey;
-            let a = f.resolved.attribution.as_ref();
+            let a = first.as_ref();
             let e = by
                 .entry([
                     s.region.as_deref().unwrap_or(UNKNOWN),

@@ -188,7 +188,7 @@ impl Metrics {
             join: counter(
                 &r,
                 "cx_join_total",
-                "Survey join outcomes; evicted counts contacts pushed out by the cap",
+                "Survey join outcomes; evicted: contacts pushed out by the cap; revised: settled surveys a late contact re-credited; final_early: revisable surveys a cap made final; other_customer: unattributed, their ticket had other customers' contacts only",
                 &["result"],
             ),
             state: gauge(&r, "cx_state_entries", "Entries held in join and window state", &["kind"]),
@@ -269,10 +269,15 @@ impl Metrics {
 
     /// Join evictions: a health counter, recorded when they happen.
     pub fn record_evicted(&self, out: &Outputs) {
-        if out.join_evicted > 0 {
-            self.join
-                .with_label_values(&["evicted"])
-                .inc_by(out.join_evicted);
+        for (result, n) in [
+            ("evicted", out.join_evicted),
+            ("revised", out.join_revisions),
+            ("final_early", out.join_final_early),
+            ("other_customer", out.join_other_customer),
+        ] {
+            if n > 0 {
+                self.join.with_label_values(&[result]).inc_by(n);
+            }
         }
         if out.windows_closed_early > 0 {
             self.closed_early.inc_by(out.windows_closed_early);

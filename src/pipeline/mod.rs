@@ -110,6 +110,14 @@ impl Core {
         }
     }
 
+    /// End of a complete input (`run --until-end --final`) for every partition: everything
+    /// settles and closes, and the states record that they are final.
+    pub fn finish_all_final(&mut self) {
+        for ps in self.parts.values_mut() {
+            ps.finish_final(&self.settings, &mut self.out);
+        }
+    }
+
     /// Takes everything produced since the last call, including changed open windows.
     pub fn take_outputs(&mut self) -> Outputs {
         for ps in self.parts.values_mut() {

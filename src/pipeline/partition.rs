@@ -13,14 +13,22 @@
 //! but not what they finally hold.
 
 use super::Settings;
-use crate::join::{JoinState, Pending, Resolved, Settled};
-use crate::model::{Interaction, Stream, Survey};
+use crate::join::{JoinState, Pending, Resolved};
+use crate::model::{Attribution, Interaction, Stream, Survey};
 use crate::pipeline::dedup::{IdSet, Repeat};
 use crate::window::aggregate::Partial;
 use crate::window::{correction_id, WindowState, WindowUpdate};
 use serde::{Deserialize, Serialize};
 
-use super::dims::{self, Handled};
+use super::dims;
+
+/// What a checkpoint holds after the state and the early-close end (delivery::format):
+/// added after format 4 was fixed, so older checkpoints, which end before it, still read.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Trailer {
+    revisable: Vec<crate::join::SavedRevisable>,
+    final_run: bool,
+}
 
 /// Event-time progress of one stream of the pair.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -73,6 +81,11 @@ pub struct SurveyFact {
     pub partition: i32,
     pub resolved: Resolved,
     pub is_final: bool,
+    /// How many times a late contact changed its answer (the fact's version grows with it).
+    pub revision: u32,
+    /// At the survey's settlement, its first answer: what the business counters count,
+    /// once. None on a revision's fact and on a provisional one.
+    pub first: Option<Option<Attribution>>,
 }
 
 /// An accepted contact, ready for the fact table.
@@ -90,6 +103,12 @@ pub struct Outputs {
     pub contacts: Vec<ContactFact>,
     pub windows: Vec<(i32, WindowUpdate)>,
     pub join_evicted: u64,
+    /// Revisable surveys made final early by a cap.
+    pub join_final_early: u64,
+    /// Settled surveys a late contact re-credited.
+    pub join_revisions: u64,
+    /// Surveys settled unattributed whose ticket had other customers' contacts only.
+    pub join_other_customer: u64,
     /// Window rows closed early at the open-row cap.
     pub windows_closed_early: u64,
 }
@@ -103,6 +122,9 @@ impl Outputs {
             contacts: Vec::with_capacity(last.contacts.len()),
             windows: Vec::with_capacity(last.windows.len()),
             join_evicted: 0,
+            join_final_early: 0,
+            join_revisions: 0,
+            join_other_customer: 0,
             windows_closed_early: 0,
         }
     }
@@ -124,6 +146,10 @@ pub struct PartitionState {
     /// after the state (delivery::format), so checkpoints from before it still read.
     #[serde(skip, default = "no_early_close")]
     early_closed_ms: i64,
+    /// Closed by `run --until-end --final`: the input was declared complete. Saved in the
+    /// trailer (delivery::format).
+    #[serde(skip)]
+    final_run: bool,
 }
 
 fn no_early_close() -> i64 {
@@ -150,6 +176,7 @@ impl PartitionState {
             join: JoinState::default(),
             windows: WindowState::default(),
             early_closed_ms: i64::MIN,
+            final_run: false,
         }
     }
 
@@ -165,6 +192,25 @@ impl PartitionState {
 
     pub fn join(&self) -> &JoinState {
         &self.join
+    }
+
+    /// Whether a `--final` run closed this state.
+    pub fn is_final_run(&self) -> bool {
+        self.final_run
+    }
+
+    /// What the trailer of a checkpoint holds beyond the early-close end.
+    pub fn trailer(&self) -> Trailer {
+        Trailer {
+            revisable: self.join.save_revisable(),
+            final_run: self.final_run,
+        }
+    }
+
+    /// Restores [`Self::trailer`] (after the rest of the state).
+    pub fn restore_trailer(&mut self, t: Trailer) {
+        self.join.restore_revisable(t.revisable);
+        self.final_run = t.final_run;
     }
 
     pub fn windows(&self) -> &WindowState {
@@ -282,7 +328,13 @@ impl PartitionState {
             content,
             st,
         )?;
-        out.join_evicted += self.join.add_contact(&i, floor_before, &st.join) as u64;
+        let mut revised = Vec::new();
+        out.join_evicted +=
+            self.join
+                .add_contact(&i, floor_before, &st.join, &mut revised) as u64;
+        for r in revised {
+            self.settled(r, st, out);
+        }
         let p = contact_partial(&i);
         let d = dims::contact(&i);
         match how {
@@ -320,11 +372,18 @@ impl PartitionState {
             &st.window,
             |u| out.windows.push((p, u)),
         );
+        // Contacts stay while a pending, revisable or future survey can reach them.
+        let revisable = self
+            .join
+            .earliest_revisable_deadline()
+            .map_or(i64::MAX, |d| d.saturating_sub(st.join.max_wait_ms));
         self.join.evict_before(
             survey_floor
                 .min(pending)
+                .min(revisable)
                 .saturating_sub(st.join.lookback_ms),
         );
+        out.join_final_early += self.join.take_final_early();
     }
 
     /// At the open-row cap, the oldest windows close before the clocks allow: surveys still
@@ -349,58 +408,6 @@ impl PartitionState {
         out.windows_closed_early += (out.windows.len() - before) as u64;
     }
 
-    /// End of a bounded input: nothing is settled or closed that later input could still
-    /// change (a live run may follow). Pending surveys are written as provisional facts
-    /// with the answer the input so far gives; the windows keep them as unattributed until
-    /// they settle. Open windows go out at the next drain.
-    pub fn finish(&mut self, st: &Settings, out: &mut Outputs) {
-        for s in self.join.refresh(&st.join) {
-            out.surveys.push(SurveyFact {
-                partition: self.partition,
-                resolved: Resolved {
-                    survey: s.pending.survey,
-                    attribution: s.attribution,
-                    forced: false,
-                },
-                is_final: false,
-            });
-        }
-    }
-
-    /// Moves a settled survey's window contribution if its attribution changed (on time),
-    /// or writes its correction rows (late), and queues its fact.
-    fn settled(&mut self, s: Settled, st: &Settings, out: &mut Outputs) {
-        let survey = &s.pending.survey;
-        let t = survey.submitted_at_ms;
-        let now = s.attribution.as_ref().map(Handled::from);
-        if !s.pending.late && now.is_some() {
-            // Out of the unattributed rows, into its segment's, now counted as attributed.
-            let (from, to) = (dims::survey(survey, None), dims::survey(survey, now));
-            let (was, is) = (survey_partial(survey, false), survey_partial(survey, true));
-            self.windows
-                .move_event(t, (&from, &was), (&to, &is), &st.window);
-        } else if s.pending.late {
-            let p = survey_partial(survey, now.is_some());
-            let (part, rev) = (
-                self.partition,
-                correction_id(Stream::Survey, s.pending.offset),
-            );
-            self.windows
-                .corrections(t, &dims::survey(survey, now), &st.window, rev, &p, |u| {
-                    out.windows.push((part, u))
-                });
-        }
-        out.surveys.push(SurveyFact {
-            partition: self.partition,
-            resolved: Resolved {
-                survey: s.pending.survey,
-                attribution: s.attribution,
-                forced: s.forced,
-            },
-            is_final: true,
-        });
-    }
-
     /// Emits open windows changed since the last flush.
     pub fn drain(&mut self, st: &Settings, out: &mut Outputs) {
         let p = self.partition;
@@ -411,5 +418,9 @@ impl PartitionState {
 
 #[cfg(test)]
 mod bounded_tests;
+mod settle;
+
+#[cfg(test)]
+mod revision_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -35,6 +35,9 @@ pub struct SurveyRow {
     pub category: String,
     pub source_partition: i32,
     pub is_final: u8,
+    pub revision: u32,
+    /// 0 provisional, then 1 + revisions: the newest answer wins in ReplacingMergeTree.
+    pub version: u32,
 }
 
 impl From<&SurveyFact> for SurveyRow {
@@ -64,7 +67,12 @@ impl From<&SurveyFact> for SurveyRow {
                 .unwrap_or_else(|| crate::model::UNKNOWN.into()),
             tier: unknown(&s.customer_tier),
             attributed: u8::from(a.is_some()),
-            matched_by: a.map_or("none", |a| a.matched_by.label()).into(),
+            matched_by: match a {
+                Some(a) => a.matched_by.label(),
+                None if f.resolved.other_customer => "other_customer",
+                None => "none",
+            }
+            .into(),
             interaction_id: a.map(|a| a.interaction_id.clone()).unwrap_or_default(),
             attributed_ticket_id: a.map(|a| a.ticket_id.clone()).unwrap_or_default(),
             agent: un(|a| &a.agent_id),
@@ -74,6 +82,12 @@ impl From<&SurveyFact> for SurveyRow {
             category: un(|a| &a.category),
             source_partition: f.partition,
             is_final: u8::from(f.is_final),
+            revision: f.revision,
+            version: if f.is_final {
+                f.revision.saturating_add(1)
+            } else {
+                0
+            },
         }
     }
 }
@@ -163,6 +177,7 @@ pub struct WindowRow {
     pub hold_ms: u64,
     pub wrap_ms: u64,
     pub updated_at: u32,
+    pub sign: i8,
 }
 
 impl WindowRow {
@@ -213,6 +228,7 @@ impl WindowRow {
             hold_ms: p.hold_ms,
             wrap_ms: p.wrap_ms,
             updated_at: now_s,
+            sign: u.sign,
         }
     }
 }

@@ -94,6 +94,17 @@ impl Partial {
         });
     }
 
+    /// `self - o`, or None when some count of `o` is larger (the difference is negative).
+    pub fn checked_sub(&self, o: &Partial) -> Option<Partial> {
+        let mut d = *self;
+        let mut ok = true;
+        each_count!(d, o, |a, b| match a.checked_sub(b) {
+            Some(v) => *a = v,
+            None => ok = false,
+        });
+        ok.then_some(d)
+    }
+
     /// Events folded (responses and contacts).
     pub fn events(&self) -> u64 {
         self.responses.saturating_add(self.contacts)

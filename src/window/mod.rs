@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 mod bounded;
+mod saved;
 pub mod segments;
 
 use crate::model::{DimValues, UnknownDimension, DIMENSIONS};
@@ -86,6 +87,8 @@ pub struct WindowUpdate {
     /// 0 for the window's own row; otherwise the id of the late event this correction
     /// row holds (see [`correction_id`]).
     pub revision: u64,
+    /// -1 on a row that takes a revised survey out of a segment (readers sum `sign * x`).
+    pub sign: i8,
 }
 
 /// The correction-row id of a late event: unique per source record, the same on replay.
@@ -252,6 +255,47 @@ impl WindowState {
         }
     }
 
+    /// Rewrites one survey's own correction rows (`revision`) at `version`: the sum of
+    /// `parts` per segment, each part added or (`true`) taken out; a segment the parts
+    /// name with nothing left in it is written as zeros, so what an earlier version put
+    /// there is gone. Every row is single-signed (a survey's parts differ only in whether
+    /// it is attributed), written with `sign = -1` when it takes out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rewrite(
+        &mut self,
+        t: i64,
+        parts: &[(&[&str; DIMENSIONS.len()], Partial, bool)],
+        cfg: &WindowConfig,
+        revision: u64,
+        version: u64,
+        mut emit: impl FnMut(WindowUpdate),
+    ) {
+        let mut by_key: BTreeMap<u32, (Partial, Partial)> = BTreeMap::new();
+        for (dims, p, out) in parts {
+            for &k in self.segments.keys_for(dims, &cfg.groupings) {
+                let e = by_key.entry(k).or_default();
+                if *out {
+                    e.1.merge(p);
+                } else {
+                    e.0.merge(p);
+                }
+            }
+        }
+        for &size in &cfg.sizes_ms {
+            let end = window_start(t, size).saturating_add(size);
+            for (&k, (add, take)) in &by_key {
+                let (p, sign) = match add.checked_sub(take) {
+                    Some(p) => (p, 1),
+                    None => (take.checked_sub(add).unwrap_or_default(), -1),
+                };
+                let mut u = self.update(size, end, k, p, true, version);
+                u.revision = revision;
+                u.sign = sign;
+                emit(u);
+            }
+        }
+    }
+
     fn size_mut(&mut self, size: i64) -> &mut Ends {
         let i = match self.open.iter().position(|(s, _)| *s == size) {
             Some(i) => i,
@@ -323,6 +367,7 @@ impl WindowState {
             is_final,
             version,
             revision: 0,
+            sign: 1,
         }
     }
 
@@ -389,75 +434,6 @@ impl WindowState {
         }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v
-    }
-}
-
-/// The checkpoint form: rows by full key, so it does not depend on this process's ids.
-#[derive(Serialize, Deserialize)]
-struct Saved {
-    rows: Vec<(WindowKey, Partial, bool, u64)>,
-    buffer: Vec<(i64, WindowKey, Pend)>,
-    removals: Vec<(i64, WindowKey, Pend)>,
-}
-
-impl Serialize for WindowState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut rows = Vec::with_capacity(self.open_rows);
-        for (size, ends) in &self.open {
-            for (&end, r) in ends {
-                for (&k, slot) in r {
-                    let u = self.update(*size, end, k, slot.partial, false, 0);
-                    rows.push((u.key, u.partial, slot.dirty, slot.ops));
-                }
-            }
-        }
-        let cells = |m: &FxHashMap<(i64, u32), Pend>| -> Vec<(i64, WindowKey, Pend)> {
-            m.iter()
-                .map(|(&(cell, k), p)| (cell, self.update(0, 0, k, p.p, false, 0).key, *p))
-                .collect()
-        };
-        Saved {
-            rows,
-            buffer: cells(&self.buffer),
-            removals: cells(&self.removals),
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for WindowState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let saved = Saved::deserialize(d)?;
-        let mut w = WindowState::default();
-        for (key, partial, dirty, ops) in saved.rows {
-            let k = w.segments.intern(key.grouping, &key.dims);
-            let size = key.size_ms;
-            w.size_mut(size).entry(key.end_ms).or_default().insert(
-                k,
-                Slot {
-                    partial,
-                    dirty,
-                    ops,
-                },
-            );
-            w.open_rows += 1;
-            if dirty {
-                w.dirty.push((size, key.end_ms, k));
-            }
-        }
-        for (cell, key, p) in saved.buffer {
-            let k = w.segments.intern(key.grouping, &key.dims);
-            let e = w.buffer.entry((cell, k)).or_default();
-            e.p.merge(&p.p);
-            e.ops += p.ops;
-        }
-        for (cell, key, p) in saved.removals {
-            let k = w.segments.intern(key.grouping, &key.dims);
-            let e = w.removals.entry((cell, k)).or_default();
-            e.p.merge(&p.p);
-            e.ops += p.ops;
-        }
-        Ok(w)
     }
 }
 

@@ -114,10 +114,10 @@ async fn demo_writes_consistent_rows_to_clickhouse() {
         &format!("SELECT count() FROM {db}.interaction_facts FINAL"),
     )
     .await;
-    let windowed = crate::common::count(&ch, &format!("SELECT toUInt64(sum(contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let windowed = crate::common::count(&ch, &format!("SELECT toUInt64(sum(sign * contacts)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
     let surveys =
         crate::common::count(&ch, &format!("SELECT count() FROM {db}.survey_facts FINAL")).await;
-    let responses = crate::common::count(&ch, &format!("SELECT toUInt64(sum(responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
+    let responses = crate::common::count(&ch, &format!("SELECT toUInt64(sum(sign * responses)) FROM {db}.window_aggregates FINAL WHERE window_size_s = 86400 AND grouping = ''")).await;
     let settled = crate::common::count(
         &ch,
         &format!("SELECT count() FROM {db}.survey_facts FINAL WHERE is_final = 1"),

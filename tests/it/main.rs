@@ -3,6 +3,7 @@
 //! ClickHouse, Alertmanager), each test on its own topics and database. `layering` holds
 //! the crate's house rules (floors, no cycles, file and function sizes).
 
+mod attribution;
 mod cli;
 mod common;
 mod config_example;

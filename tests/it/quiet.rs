@@ -160,7 +160,7 @@ async fn a_month_of_silent_contacts_stays_under_the_cap_and_counts_exactly() {
     assert_eq!(wait_exit(job, Duration::from_secs(120)).await, 0);
     let sum = |col: &str| {
         format!(
-            "SELECT toUInt64(sum({col})) FROM {}.window_aggregates FINAL \
+            "SELECT toUInt64(sum(sign * {col})) FROM {}.window_aggregates FINAL \
              WHERE grouping = '' AND window_size_s = 60",
             s.db
         )

@@ -149,11 +149,12 @@ impl Store<'_> {
     ) -> Result<Vec<(i64, SegmentKey, Counts)>, SinkError> {
         let sql = format!(
             "SELECT toUInt32(window_start) AS ws, grouping, region, channel, team, agent, product, \
-             tier, bucket, sum(promoters) AS p, sum(passives) AS q, sum(detractors) AS d \
+             tier, bucket, toUInt64(greatest(sum(sign * promoters), 0)) AS p, \
+             toUInt64(greatest(sum(sign * passives), 0)) AS q, toUInt64(greatest(sum(sign * detractors), 0)) AS d \
              FROM {}.window_aggregates FINAL \
              WHERE window_size_s = 3600 AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
              GROUP BY ws, grouping, region, channel, team, agent, product, tier, bucket \
-             HAVING sum(nps_n) > 0 ORDER BY ws",
+             HAVING sum(sign * nps_n) > 0 ORDER BY ws",
             self.db()
         );
         let rows: Vec<HourRow> = self

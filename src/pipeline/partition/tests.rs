@@ -25,6 +25,10 @@ pub(crate) fn settings() -> Settings {
             max_wait_ms: 10 * MIN,
             max_contacts: 100_000,
             max_pending: 100_000,
+            revise_ms: 30 * MIN,
+            floor_lag_ms: 5 * MIN,
+            max_revisable: 100_000,
+            max_revisions: 16,
         },
         window: WindowConfig::new(vec![MIN, 60 * MIN], vec![g(&[]), g(&["team"])]),
         out_of_orderness_ms: MIN,
@@ -229,18 +233,19 @@ fn a_stalled_contact_stream_loses_nothing_and_revises_surveys_shown_early() {
 
 // ---- the property: same input, any interleaving, batching, checkpoints, bounded+live ----
 
-type Row = (i64, i64, u8, Vec<String>, i32);
+pub(crate) type Row = (i64, i64, u8, Vec<String>, i32);
 
 /// What ClickHouse holds after ReplacingMergeTree: per (key, revision) the highest version
 /// (the last written among equals); then summed over revisions, empty rows dropped.
 #[derive(Default)]
-struct Sink {
-    rows: BTreeMap<(Row, u64), (u64, Partial)>,
-    facts: BTreeMap<String, (bool, Option<String>)>,
+pub(crate) struct Sink {
+    rows: BTreeMap<(Row, u64), (u64, Partial, i8)>,
+    /// response id -> (version, attributed interaction id).
+    pub(crate) facts: BTreeMap<String, (u32, Option<String>)>,
 }
 
 impl Sink {
-    fn take(&mut self, out: Outputs) {
+    pub(crate) fn take(&mut self, out: Outputs) {
         for (p, u) in out.windows {
             let k = (
                 u.key.end_ms,
@@ -252,28 +257,42 @@ impl Sink {
             let e = self
                 .rows
                 .entry((k, u.revision))
-                .or_insert((0, Partial::default()));
+                .or_insert((0, Partial::default(), 1));
             if u.version >= e.0 {
-                *e = (u.version, u.partial);
+                *e = (u.version, u.partial, u.sign);
             }
         }
         for f in out.surveys {
             let id = f.resolved.survey.response_id.clone();
             let a = f.resolved.attribution.map(|a| a.interaction_id);
-            let e = self.facts.entry(id).or_insert((false, None));
-            if f.is_final >= e.0 {
-                *e = (f.is_final, a);
+            let version = if f.is_final { f.revision + 1 } else { 0 };
+            let e = self.facts.entry(id).or_insert((0, None));
+            if version >= e.0 {
+                *e = (version, a);
             }
         }
     }
 
-    fn summed(&self) -> BTreeMap<Row, Partial> {
-        let mut m: BTreeMap<Row, Partial> = BTreeMap::new();
-        for ((k, _), (_, p)) in &self.rows {
-            m.entry(k.clone()).or_default().merge(p);
+    /// Rows summed over revisions with their sign, as a board reads them.
+    pub(crate) fn summed(&self) -> BTreeMap<Row, Partial> {
+        let mut m: BTreeMap<Row, (Partial, Partial)> = BTreeMap::new();
+        for ((k, _), (_, p, sign)) in &self.rows {
+            let e = m.entry(k.clone()).or_default();
+            if *sign < 0 {
+                e.1.merge(p);
+            } else {
+                e.0.merge(p);
+            }
         }
-        m.retain(|_, p| !p.is_zero());
-        m
+        m.into_iter()
+            .map(|(k, (pos, neg))| {
+                let net = pos
+                    .checked_sub(&neg)
+                    .unwrap_or_else(|| panic!("a row sums below zero: {k:?}"));
+                (k, net)
+            })
+            .filter(|(_, p)| !p.is_zero())
+            .collect()
     }
 }
 
@@ -283,7 +302,7 @@ impl Sink {
 /// taken at `at`, processing goes on for `len` more events writing rows, then the process
 /// "dies" and the rest is replayed from that checkpoint in another interleaving (contacts
 /// first).
-fn run(
+pub(crate) fn run(
     topics: &[Vec<Event>; 2],
     order: &[Stream],
     advance_at: &[usize],

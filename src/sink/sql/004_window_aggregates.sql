@@ -2,11 +2,12 @@
 -- revision. Revision 0 is the window's own row, holding the on-time events; `version`
 -- counts the operations applied to it, so FINAL keeps its complete state. Every late event (behind
 -- its stream's floor, within window.late_horizon) adds correction rows of its own
--- (revision = its source record), final at once. Sum across revisions, partitions (and
--- dimension values) at query time:
---   NPS  = 100 * (sum(promoters) - sum(detractors)) / sum(nps_n)
---   CSAT = 100 * sum(csat_satisfied) / sum(csat_n)
---   AHT  = sum(handle_ms) / sum(contacts) / 1000 seconds
+-- (revision = its source record), final at once; a survey revised by a late contact
+-- rewrites its own (revision = the survey's record), with sign = -1 on the rows that take
+-- it out of a segment. Sum sign * x across revisions, partitions (and dimension values):
+--   NPS  = 100 * (sum(sign * promoters) - sum(sign * detractors)) / sum(sign * nps_n)
+--   CSAT = 100 * sum(sign * csat_satisfied) / sum(sign * csat_n)
+--   AHT  = sum(sign * handle_ms) / sum(sign * contacts) / 1000 seconds
 -- Ungrouped dimension columns hold ''; `grouping` lists the grouped ones ('' = overall).
 CREATE TABLE IF NOT EXISTS {db}.window_aggregates
 (
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS {db}.window_aggregates
     talk_ms          UInt64,
     hold_ms          UInt64,
     wrap_ms          UInt64,
-    updated_at       DateTime('UTC')
+    updated_at       DateTime('UTC'),
+    sign             Int8 DEFAULT 1
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY (window_size_s, toYYYYMM(window_start))

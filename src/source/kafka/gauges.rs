@@ -21,6 +21,7 @@ impl Run<'_> {
         let mut size = StateSize {
             join_contacts: 0,
             join_pending_surveys: 0,
+            join_revisable_surveys: 0,
             open_windows: 0,
             dedup_ids: 0,
             bytes: StateBytes::default(),
@@ -29,6 +30,7 @@ impl Run<'_> {
             size.dedup_ids += ps.ids_len();
             size.join_contacts += ps.join().contacts_len();
             size.join_pending_surveys += ps.join().pending_len();
+            size.join_revisable_surveys += ps.join().revisable_len();
             size.open_windows += ps.windows().open_len();
             let b = &mut size.bytes;
             b.open_windows += ps.windows().row_bytes();

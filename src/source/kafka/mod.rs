@@ -61,6 +61,8 @@ pub struct KafkaJob {
     pub runtime: tokio::runtime::Handle,
     /// Stop at the end of the input (every assigned partition at EOF) instead of waiting.
     pub bounded: bool,
+    /// The input is complete (`--final`): at its end everything settles and closes.
+    pub complete: bool,
 }
 
 struct Run<'a> {
@@ -106,6 +108,7 @@ impl KafkaJob {
             source,
             Policy {
                 max_age: v.snapshot_max_age,
+                accept_final: self.complete,
             },
         );
         self.runtime
@@ -222,7 +225,11 @@ impl Run<'_> {
                 tracing::info!(
                     "end of input: writing open windows and pending surveys as provisional"
                 );
-                return self.close(Close::EndOfInput);
+                return self.close(if self.job.complete {
+                    Close::CompleteInput
+                } else {
+                    Close::EndOfInput
+                });
             }
             let consumer = self.consumer.clone();
             let flushed = self.committer().flush_if_full(&consumer)?;

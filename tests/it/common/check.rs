@@ -79,10 +79,12 @@ pub fn expected_with(
     oracle::expected(&l, p)
 }
 
-/// Window rows read with FINAL, summed over revisions, rows summing to zero dropped.
+/// Window rows read with FINAL, summed over revisions with their sign, rows summing to
+/// zero dropped.
 pub async fn observed_rows(s: &Setup) -> BTreeMap<oracle::Key, oracle::Sums> {
     let rows = super::window_rows(&s.ch, &s.db).await;
     let mut got: BTreeMap<oracle::Key, oracle::Sums> = BTreeMap::new();
+    let mut signed: BTreeMap<oracle::Key, [i128; 14]> = BTreeMap::new();
     let mut seen = HashSet::new();
     for r in &rows {
         assert!(
@@ -125,12 +127,21 @@ pub async fn observed_rows(s: &Setup) -> BTreeMap<oracle::Key, oracle::Sums> {
             r.hold_ms,
             r.wrap_ms,
         ];
-        let e = got.entry(key).or_insert([0; 14]);
+        // Summed with the row's sign, as every documented query does.
+        let e = signed.entry(key).or_insert([0; 14]);
         for (a, b) in e.iter_mut().zip(sums) {
-            *a += b;
+            *a += i128::from(r.sign) * i128::from(b);
         }
     }
-    got.retain(|_, v| v.iter().any(|&x| x != 0));
+    for (k, v) in signed {
+        assert!(
+            v.iter().all(|&x| x >= 0),
+            "a segment sums below zero: {k:?} {v:?}"
+        );
+        if v.iter().any(|&x| x != 0) {
+            got.insert(k, v.map(|x| u64::try_from(x).unwrap_or(0)));
+        }
+    }
     got
 }
 

@@ -140,6 +140,8 @@ pub fn params_for(late_horizon_h: i64) -> Params {
         ooo_ms: 30_000,
         lateness_ms: 300_000,
         late_horizon_ms: late_horizon_h * 3_600_000,
+        revise_ms: late_horizon_h * 3_600_000,
+        final_run: false,
         min_event_ms: 946_684_800_000,
         max_future_skew_ms: 3_600_000,
         max_duration_ms: 86_400_000,

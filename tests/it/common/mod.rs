@@ -343,6 +343,17 @@ pub async fn count(url: &str, sql: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs one statement that returns nothing (DDL, ALTER).
+pub async fn execute(url: &str, sql: &str) {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_compression(clickhouse::Compression::None)
+        .query(sql)
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// The sum of every series of a counter in a Prometheus text exposition.
 pub fn metric_sum(text: &str, name: &str) -> u64 {
     text.lines()

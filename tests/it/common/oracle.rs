@@ -9,6 +9,10 @@ pub struct Params {
     pub ooo_ms: i64,
     pub lateness_ms: i64,
     pub late_horizon_ms: i64,
+    /// `join.revise_horizon` (the late horizon unless a test sets it).
+    pub revise_ms: i64,
+    /// `run --until-end --final`: every survey settles at the end.
+    pub final_run: bool,
     pub max_wait_ms: i64,
     pub lookback_ms: i64,
     pub sizes_ms: Vec<i64>,
@@ -121,8 +125,8 @@ struct Acc<'a> {
     partition: i32,
     late: bool,
     e: &'a Event,
-    /// Contacts: the contact floor just before it arrived. Surveys: max(t, survey floor
-    /// after it) - lookback.
+    /// Contacts: the revision floor (maximum - revise_horizon) just before it arrived.
+    /// Surveys: max(t, survey floor after it) - lookback.
     mark: i64,
 }
 
@@ -175,7 +179,7 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
                 max = Some(max.map_or(t, |m| m.max(t)));
             }
             let mark = match e {
-                Event::Interaction(_) => floor_before,
+                Event::Interaction(_) => max.map_or(i64::MIN, |m| m - p.revise_ms),
                 Event::Survey(_) => t.max(floor_of(max)) - p.lookback_ms,
             };
             accepted.push(Acc {
@@ -252,7 +256,7 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
                     .get(&(Stream::Interaction as u8, a.partition))
                     .copied()
                     .unwrap_or(i64::MIN);
-                let settled = s.submitted_at_ms + p.max_wait_ms < contact_floor;
+                let settled = p.final_run || s.submitted_at_ms + p.max_wait_ms < contact_floor;
                 surveys.insert(
                     s.response_id.clone(),
                     (chosen.map(|i| i.interaction_id.clone()), settled),
@@ -309,9 +313,10 @@ pub fn expected(events: &[Landed<'_>], p: &Params) -> Expected {
     }
 }
 
-/// docs/SEMANTICS.md, Join: contacts with `ended_at` in [t - lookback, t + max_wait] (and not before
-/// the survey floor's lookback) that arrived before the contact floor passed t + max_wait;
-/// by ticket, else the customer's latest such contact's ticket; then the ticket's last.
+/// docs/SEMANTICS.md, Join: candidates are contacts of the survey's customer with `ended_at`
+/// in [lo, t + max_wait] (lo: t - lookback, or the survey floor's lookback if later) that
+/// arrived before the revision floor passed t + max_wait; by ticket, else the customer's
+/// latest candidate's ticket; then that ticket's last. The final answer: the whole set.
 fn attribute<'a>(
     s: &Survey,
     lo_mark: i64,
@@ -320,9 +325,14 @@ fn attribute<'a>(
 ) -> Option<&'a Interaction> {
     let hi = s.submitted_at_ms + p.max_wait_ms;
     let lo = (s.submitted_at_ms - p.lookback_ms).max(lo_mark);
-    let eligible: Vec<&Interaction> = contacts
+    let candidates: Vec<&Interaction> = contacts
         .iter()
-        .filter(|(i, floor)| i.ended_at_ms >= lo && i.ended_at_ms <= hi && *floor <= hi)
+        .filter(|(i, rfloor)| {
+            i.customer_id == s.customer_id
+                && i.ended_at_ms >= lo
+                && i.ended_at_ms <= hi
+                && *rfloor <= hi
+        })
         .map(|(i, _)| *i)
         .collect();
     let latest = |v: Vec<&'a Interaction>| {
@@ -332,18 +342,10 @@ fn attribute<'a>(
     };
     let ticket = match &s.ticket_id {
         Some(t) => t.clone(),
-        None => latest(
-            eligible
-                .iter()
-                .filter(|i| i.customer_id == s.customer_id)
-                .copied()
-                .collect(),
-        )?
-        .ticket_id
-        .clone(),
+        None => latest(candidates.clone())?.ticket_id.clone(),
     };
     latest(
-        eligible
+        candidates
             .into_iter()
             .filter(|i| i.ticket_id == ticket)
             .collect(),
