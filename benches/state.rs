@@ -121,7 +121,7 @@ fn main() {
             checkpoint as f64 / j.tickets_len() as f64,
             w.open_len(),
             window_bytes as f64 / w.open_len().max(1) as f64,
-            j.bytes() as f64 / join_bytes as f64,
+            j.bytes() as f64 / (join_bytes + revisable_bytes) as f64,
             ids_bytes as f64 / ids.len().max(1) as f64,
             ids.bytes() as f64 / ids_bytes.max(1) as f64,
             revisable,

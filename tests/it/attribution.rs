@@ -205,8 +205,59 @@ async fn reused_ticket_ids_credit_only_the_surveys_own_customer() {
         ),
     )
     .await;
-    eprintln!("reused ticket ids: {other} surveys whose ticket had other customers' contacts only");
+    let before = credited_elsewhere(&evs);
+    let attributed = crate::common::count(
+        &s.ch,
+        &format!(
+            "SELECT count() FROM {}.survey_facts FINAL WHERE attributed = 1",
+            s.db
+        ),
+    )
+    .await;
+    eprintln!(
+        "reused ticket ids: {attributed} surveys attributed, each to its own customer; {other} \
+         whose ticket had other customers' contacts only; matching by ticket id alone would \
+         credit {before} surveys to another customer's contact"
+    );
     assert!(other > 0, "the data set exercises other_customer");
+    assert!(before > 0, "the data set has colliding tickets in range");
+}
+
+/// Surveys whose latest contact by ticket id alone, in `[t - 7d, t + 10m]`, belongs to
+/// another customer: what matching without the customer check would do (arrival and
+/// lateness aside).
+fn credited_elsewhere(evs: &[GenEvent]) -> usize {
+    let contacts: Vec<_> = evs
+        .iter()
+        .filter(|g| g.malformed.is_none())
+        .filter_map(|g| match &g.event {
+            Event::Interaction(i) => Some(i),
+            Event::Survey(_) => None,
+        })
+        .collect();
+    let mut by_ticket: std::collections::HashMap<&str, Vec<_>> = Default::default();
+    for i in &contacts {
+        by_ticket.entry(i.ticket_id.as_str()).or_default().push(*i);
+    }
+    evs.iter()
+        .filter(|g| g.malformed.is_none())
+        .filter_map(|g| match &g.event {
+            Event::Survey(s) => Some(s),
+            Event::Interaction(_) => None,
+        })
+        .filter(|s| {
+            let Some(list) = s.ticket_id.as_deref().and_then(|t| by_ticket.get(t)) else {
+                return false;
+            };
+            let (lo, hi) = (s.submitted_at_ms - 7 * DAY_MS, s.submitted_at_ms + 600_000);
+            list.iter()
+                .filter(|i| i.ended_at_ms >= lo && i.ended_at_ms <= hi)
+                .max_by(|a, b| {
+                    (a.ended_at_ms, &a.interaction_id).cmp(&(b.ended_at_ms, &b.interaction_id))
+                })
+                .is_some_and(|i| i.customer_id != s.customer_id)
+        })
+        .count()
 }
 
 /// `run --until-end --final`: everything settles and closes (no provisional fact, no open

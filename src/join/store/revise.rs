@@ -219,37 +219,59 @@ impl JoinState {
             steps: 0,
         };
         let b = bounds(p, cfg);
-        let customer = self
-            .customers
-            .find(&p.survey.customer_id)
-            .and_then(|c| self.customers.get(c));
         let mut capped = false;
-        if let Some(customer) = customer {
-            for &seq in &customer.contacts {
-                let Some(c) = self.contact(seq) else { continue };
-                let base = forced || c.floor_at_arrival <= b.1;
-                if !base && chain.handlings.is_empty() {
-                    chain.handlings.push(self.handling_of(chain.fold.chosen));
-                }
-                if !base && revision_floor(c.floor_at_arrival, cfg) > b.1 {
-                    break;
-                }
-                if !base && chain.steps >= cfg.max_revisions {
-                    capped = true;
-                    break;
-                }
-                if self.in_range(&p.survey, b, c)
-                    && self.step(&mut chain.fold, &p.survey, b, seq, cfg)
-                    && !base
-                {
-                    chain.record(self.handling_of(chain.fold.chosen));
-                }
+        for seq in self.in_arrival_order(&p.survey) {
+            let Some(c) = self.contact(seq) else { continue };
+            let base = forced || c.floor_at_arrival <= b.1;
+            if !base && chain.handlings.is_empty() {
+                chain.handlings.push(self.handling_of(chain.fold.chosen));
+            }
+            if !base && revision_floor(c.floor_at_arrival, cfg) > b.1 {
+                break;
+            }
+            if !base && chain.steps >= cfg.max_revisions {
+                capped = true;
+                break;
+            }
+            if self.in_range(&p.survey, b, c)
+                && self.step(&mut chain.fold, &p.survey, b, seq, cfg)
+                && !base
+            {
+                chain.record(self.handling_of(chain.fold.chosen));
             }
         }
         if chain.handlings.is_empty() {
             chain.handlings.push(self.handling_of(chain.fold.chosen));
         }
         (chain, capped)
+    }
+
+    /// The survey's customer's contacts in arrival order: of its ticket (the ticket's chain,
+    /// usually a few) or all of them (a survey without a ticket id).
+    fn in_arrival_order(&self, s: &Survey) -> Vec<u32> {
+        let Some(customer) = self.customers.find(&s.customer_id) else {
+            return Vec::new();
+        };
+        let Some(t) = s.ticket_id.as_deref() else {
+            return self
+                .customers
+                .get(customer)
+                .map_or_else(Vec::new, |c| c.contacts.iter().copied().collect());
+        };
+        let mut out = Vec::new();
+        let mut cur = self
+            .tickets
+            .find(t)
+            .and_then(|x| self.tickets.get(x))
+            .map_or(NIL, |x| x.head);
+        while let Some(c) = self.contact(cur) {
+            if c.customer == customer {
+                out.push(cur);
+            }
+            cur = c.next_in_ticket;
+        }
+        out.reverse();
+        out
     }
 
     /// Folds one more candidate in; whether the chosen contact changed.
@@ -323,7 +345,12 @@ impl JoinState {
             return;
         };
         let rfloor_at = revision_floor(c.floor_at_arrival, cfg);
-        let keys: Vec<(i64, u64)> = keys.iter().copied().filter(|k| rfloor_at <= k.0).collect();
+        let ended = c.ended_at_ms;
+        let keys: Vec<(i64, u64)> = keys
+            .iter()
+            .copied()
+            .filter(|k| rfloor_at <= k.0 && ended <= k.0)
+            .collect();
         for k in keys {
             let Some(mut chain) = self.revisable.get(&k).map(|r| r.chain.clone()) else {
                 continue;
@@ -406,14 +433,12 @@ impl JoinState {
     ) -> Settled {
         let attribution = self.attribution(&pending, chain.fold.chosen);
         let other_customer = attribution.is_none() && self.other_customer(&pending, cfg);
-        let mut answers: Vec<Option<Attribution>> = chain
-            .handlings
+        let earlier = chain.handlings.len().saturating_sub(1);
+        let mut answers: Vec<Option<Attribution>> = chain.handlings[..earlier]
             .iter()
             .map(|&h| self.segments_of(h))
             .collect();
-        if let Some(last) = answers.last_mut() {
-            last.clone_from(&attribution);
-        }
+        answers.push(attribution.clone());
         Settled {
             pending,
             attribution,
