@@ -310,17 +310,11 @@ impl JoinState {
 
     /// A held contact as owned strings: the attribution it gives, and its checkpoint form.
     fn owned(&self, c: &Contact, matched_by: MatchKind) -> Option<Attribution> {
-        let h = self.handlings.get(c.handling as usize)?;
         Some(Attribution {
             interaction_id: c.interaction_id.to_string(),
             ticket_id: self.tickets.get(c.ticket)?.id.to_string(),
-            agent_id: h.agent_id.to_string(),
-            team: h.team.to_string(),
-            channel: h.channel.to_string(),
-            bucket: h.bucket.to_string(),
-            category: h.category.to_string(),
-            product: h.product.as_deref().map(str::to_owned),
             matched_by,
+            ..self.segments_of(c.handling)?
         })
     }
 }
