@@ -444,3 +444,17 @@ mod against_brute_force {
         }
     }
 }
+
+#[test]
+fn a_customer_keeps_at_most_a_thousand_revisable_surveys() {
+    // Every late contact of a customer is checked against its revisable surveys: bounded.
+    let mut c = cfg(AttributionPolicy::Last);
+    c.max_pending = 10_000;
+    let mut j = JoinState::default();
+    for n in 0..1_005 {
+        j.park_survey(survey(&format!("s{n}"), "c1", None, 1000 * MIN + n), &c);
+    }
+    assert_eq!(j.resolve_until(1011 * MIN, &c).len(), 1_005);
+    assert_eq!(j.revisable_len(), 1_000);
+    assert_eq!(j.take_final_early(), 5, "counted");
+}

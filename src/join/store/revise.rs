@@ -53,6 +53,10 @@ fn key(c: &Contact) -> (i64, &str) {
     (c.ended_at_ms, c.interaction_id.as_str())
 }
 
+/// Revisable surveys kept per customer (the oldest become final early): every late contact
+/// of a customer is checked against its customer's, so this bounds a contact's work.
+const MAX_REVISABLE_PER_CUSTOMER: usize = 1_000;
+
 /// The candidate window of a survey: `[lo, deadline]`.
 fn bounds(p: &Pending, cfg: &JoinConfig) -> (i64, i64) {
     let t = p.survey.submitted_at_ms;
@@ -167,24 +171,24 @@ impl JoinState {
         if capped {
             self.final_early = self.final_early.saturating_add(1);
         } else if k.0 >= rfloor {
-            self.by_customer
+            let of_customer = self
+                .by_customer
                 .entry(CompactString::from(p.survey.customer_id.as_str()))
-                .or_default()
-                .push(k);
+                .or_default();
+            of_customer.push(k);
+            // A late contact scans its customer's revisable surveys: at most this many.
+            let oldest = (of_customer.len() > MAX_REVISABLE_PER_CUSTOMER).then(|| of_customer[0]);
             self.revisable.insert(k, Revisable { pending: p, chain });
+            if let Some(oldest) = oldest {
+                self.make_final(oldest);
+            }
             if self.revisable.len() > cfg.max_revisable {
-                self.drop_oldest_revisable();
+                if let Some(&oldest) = self.revisable.keys().next() {
+                    self.make_final(oldest);
+                }
             }
         }
         out
-    }
-
-    /// Makes the oldest revisable survey final early (the cap); counted by the caller.
-    fn drop_oldest_revisable(&mut self) {
-        if let Some((k, r)) = self.revisable.pop_first() {
-            self.unindex(&r.pending.survey.customer_id, k);
-            self.final_early = self.final_early.saturating_add(1);
-        }
     }
 
     fn unindex(&mut self, customer: &str, k: (i64, u64)) {
