@@ -63,14 +63,44 @@ impl<'de> Deserialize<'de> for WindowState {
             let k = w.segments.intern(key.grouping, &key.dims);
             let e = w.buffer.entry((cell, k)).or_default();
             e.p.merge(&p.p);
-            e.ops += p.ops;
+            e.ops = e.ops.saturating_add(p.ops);
         }
         for (cell, key, p) in saved.removals {
             let k = w.segments.intern(key.grouping, &key.dims);
             let e = w.removals.entry((cell, k)).or_default();
             e.p.merge(&p.p);
-            e.ops += p.ops;
+            e.ops = e.ops.saturating_add(p.ops);
         }
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Found by the checkpoint fuzz target: a corrupt checkpoint naming one cell twice with
+    /// operation counts that overflow when added is read without a panic.
+    #[test]
+    fn a_corrupt_cell_count_saturates_instead_of_overflowing() {
+        let key = WindowKey {
+            end_ms: 60_000,
+            size_ms: 60_000,
+            grouping: 0,
+            dims: Arc::new(std::array::from_fn(|_| Arc::from(""))),
+        };
+        let pend = Pend {
+            p: Partial::default(),
+            ops: u64::MAX,
+        };
+        let saved = Saved {
+            rows: Vec::new(),
+            buffer: vec![(0, key.clone(), pend), (0, key.clone(), pend)],
+            removals: vec![(0, key.clone(), pend), (0, key, pend)],
+        };
+        let bytes = postcard::to_allocvec(&saved).unwrap_or_else(|e| panic!("{e}"));
+        let w: WindowState = postcard::from_bytes(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(w.buffer.values().map(|p| p.ops).max(), Some(u64::MAX));
     }
 }
