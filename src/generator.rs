@@ -35,6 +35,8 @@ pub struct TeamDrop {
     pub from_ms: i64,
     pub to_ms: i64,
     pub share: f64,
+    /// From this survey time on (ms), this share instead: a drop that deepens.
+    pub deeper: Option<(i64, f64)>,
 }
 
 impl Default for GenConfig {
@@ -285,10 +287,14 @@ fn surveys(r: &mut Rng, cfg: &GenConfig, t: &Ticket, seq: &mut u64, out: &mut Ve
             t.opened + r.range(0, 3_600_000)
         };
         if let Some(d) = &cfg.drop {
+            let share = match d.deeper {
+                Some((at, s)) if submitted >= at => s,
+                _ => d.share,
+            };
             if with_ticket
                 && t.last_team == d.team
                 && (d.from_ms..d.to_ms).contains(&submitted)
-                && r.chance(d.share)
+                && r.chance(share)
             {
                 nps = r.below(u64::from(crate::model::DETRACTOR_MAX) + 1) as u8;
             }

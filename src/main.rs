@@ -76,6 +76,11 @@ enum Cmd {
         agents_per_team: f64,
         #[arg(long, default_value_t = 400)]
         drops: usize,
+        /// `default`: the detector's own model; `shifting`: DST, wandering levels, clustered
+        /// answers, staff changes, answer lag, slow declines, outages and more decoys
+        /// (docs/DETECTOR.md).
+        #[arg(long, default_value = "default", value_parser = ["default", "shifting"])]
+        world: String,
         /// Also write the markdown report here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -165,6 +170,7 @@ fn dispatch(
             teams,
             agents_per_team,
             drops,
+            world,
             out,
         } => {
             let sim = app::simulate::SimConfig {
@@ -173,6 +179,7 @@ fn dispatch(
                 teams,
                 agents_per_team,
                 drops,
+                shifting: world == "shifting",
                 settings: validated.detector.params.clone(),
                 ..Default::default()
             };

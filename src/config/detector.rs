@@ -30,6 +30,20 @@ pub struct DetectorSection {
     pub digest_fdr: f64,
     /// [child, container] dimension pairs, e.g. agents belong to teams.
     pub nesting: Vec<[String; 2]>,
+    /// Share of the budget for segments of nested groupings (agents).
+    pub nested_budget_share: f64,
+    /// Groupings that page at δ (None: every grouping without team, agent or tier).
+    pub page_groupings: Option<Vec<String>>,
+    /// An alert open this long resolves as a new baseline (whole days).
+    pub accept_after: String,
+    /// A paging alert open this long becomes a ticket.
+    pub max_page_age: String,
+    /// `page`, or `shadow`: evaluate and record, never deliver.
+    pub mode: String,
+    /// Grafana's base URL for the deep link each alert carries; empty: no link.
+    pub grafana_url: String,
+    /// The runbook each alert points to.
+    pub runbook_url: String,
     /// How often the service looks for newly complete hours.
     pub poll_interval: String,
     /// A partition whose complete hours lag the most advanced one by more than this no
@@ -57,6 +71,13 @@ impl Default for DetectorSection {
             min_active: "2h".into(),
             digest_fdr: 0.1,
             nesting: vec![["agent".into(), "team".into()]],
+            nested_budget_share: 0.1,
+            page_groupings: None,
+            accept_after: "14d".into(),
+            max_page_age: "72h".into(),
+            mode: "page".into(),
+            grafana_url: "http://localhost:3000".into(),
+            runbook_url: "docs/RUNBOOK.md".into(),
             poll_interval: "1m".into(),
             max_partition_lag: "2h".into(),
             alertmanager_url: Url::default(),
@@ -79,6 +100,10 @@ pub struct DetectorSettings {
     pub alert_topic: String,
     /// /metrics of the detector service; empty: not served.
     pub metrics_listen: String,
+    /// Evaluate and record only (`mode = "shadow"`).
+    pub shadow: bool,
+    pub grafana_url: String,
+    pub runbook_url: String,
 }
 
 fn whole_days(key: &str, s: &str, min: u64, errs: &mut Vec<String>) -> u32 {
@@ -94,6 +119,51 @@ fn whole_days(key: &str, s: &str, min: u64, errs: &mut Vec<String>) -> u32 {
 }
 
 impl DetectorSection {
+    /// Who gets paged, when an alert stops paging, and where it links to.
+    fn validate_paging(
+        &self,
+        groupings: &[u8],
+        stats: &mut crate::detect::Params,
+        errs: &mut Vec<String>,
+    ) {
+        if !(self.nested_budget_share > 0.0 && self.nested_budget_share < 1.0) {
+            errs.push("detector.nested_budget_share must be in (0, 1)".into());
+        }
+        stats.nested_budget_share = self.nested_budget_share;
+        if let Some(gs) = &self.page_groupings {
+            let mut masks = Vec::new();
+            for g in gs {
+                let name = if g == "overall" { "" } else { g.as_str() };
+                match grouping_mask(name) {
+                    Some(m) if groupings.contains(&m) => masks.push(m),
+                    _ => errs.push(format!(
+                        "detector.page_groupings: {g:?} is not one of window.grouping_sets (\"overall\" for [])"
+                    )),
+                }
+            }
+            stats.page_masks = Some(masks);
+        }
+        stats.accept_after_days = whole_days("detector.accept_after", &self.accept_after, 1, errs);
+        let age = duration("detector.max_page_age", &self.max_page_age, errs);
+        stats.max_page_age_hours = u32::try_from(age.as_secs() / 3600).unwrap_or(u32::MAX);
+        if stats.max_page_age_hours == 0 {
+            errs.push("detector.max_page_age must be at least 1h".into());
+        }
+        if !["page", "shadow"].contains(&self.mode.as_str()) {
+            errs.push(format!(
+                "detector.mode = {:?} must be \"page\" or \"shadow\"",
+                self.mode
+            ));
+        }
+        let g = &self.grafana_url;
+        if !(g.is_empty() || g.starts_with("http://") || g.starts_with("https://")) {
+            errs.push(format!(
+                "detector.grafana_url = {:?} must start with http:// or https://",
+                crate::secret::redact_url(&self.grafana_url)
+            ));
+        }
+    }
+
     pub(super) fn validate(&self, groupings: &[u8], errs: &mut Vec<String>) -> DetectorSettings {
         let mut stats = crate::detect::Params::default();
         if !(self.budget_per_week > 0.0 && self.budget_per_week <= 1000.0) {
@@ -151,6 +221,7 @@ impl DetectorSection {
                 nesting.push((c.clone(), p.clone()));
             }
         }
+        self.validate_paging(groupings, &mut stats, errs);
         let poll_interval = duration("detector.poll_interval", &self.poll_interval, errs);
         if poll_interval.is_zero() {
             errs.push("detector.poll_interval must be > 0".into());
@@ -174,6 +245,9 @@ impl DetectorSection {
             alertmanager_url: self.alertmanager_url.clone(),
             alert_topic: self.alert_topic.clone(),
             metrics_listen: self.metrics_listen.clone(),
+            shadow: self.mode == "shadow",
+            grafana_url: self.grafana_url.trim_end_matches('/').to_string(),
+            runbook_url: self.runbook_url.clone(),
         }
     }
 }

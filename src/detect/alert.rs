@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     Firing,
+    /// An open alert changed in place: its drop deepened, it escalated, or it aged into a
+    /// ticket (`reason` says which).
+    Updated,
     Resolved,
 }
 
@@ -15,9 +18,74 @@ impl AlertState {
     pub fn as_str(self) -> &'static str {
         match self {
             AlertState::Firing => "firing",
+            AlertState::Updated => "updated",
             AlertState::Resolved => "resolved",
         }
     }
+}
+
+/// Who hears of an alert (docs/ALERTS.md, *Routing*): `ticket` goes to the business-hours
+/// receiver, `page` and `critical` to on-call. The one rule is [`Severity::of`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Ticket,
+    Page,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ticket => "ticket",
+            Severity::Page => "page",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// A segment of a paging grouping pages at δ, any other files a ticket; a drop of 2δ or
+    /// more is one step up (ticket → page, page → critical); an alert older than the
+    /// maximum page age is a ticket whatever its size (the digest of a known, lasting drop,
+    /// not a page every day).
+    pub fn of(pages_at_delta: bool, drop_points: f64, delta_points: f64, aged: bool) -> Severity {
+        if aged {
+            return Severity::Ticket;
+        }
+        let big = drop_points >= 2.0 * delta_points - 1e-9;
+        match (pages_at_delta, big) {
+            (false, false) => Severity::Ticket,
+            (true, false) | (false, true) => Severity::Page,
+            (true, true) => Severity::Critical,
+        }
+    }
+
+    pub fn pages(self) -> bool {
+        self >= Severity::Page
+    }
+
+    /// The receiver class: `page` for on-call (page and critical alike), `ticket` for the
+    /// business-hours receiver. Alertmanager's `severity` label carries this, so a page
+    /// turning critical updates the alert in place instead of paging again.
+    pub fn route(self) -> &'static str {
+        if self.pages() {
+            "page"
+        } else {
+            "ticket"
+        }
+    }
+}
+
+/// How the drop since the change start splits over the segment's parts (Kitagawa): `mix`
+/// is what the change in the parts' shares alone would have moved, `within` what the parts'
+/// own NPS changes moved, both in NPS points of the segment; `by` names the parts'
+/// grouping. A drop that is mostly `mix` is the customers who answered changing, not the
+/// same customers being less happy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MixSplit {
+    pub by: String,
+    pub mix: f64,
+    pub within: f64,
 }
 
 /// A child segment's share of the drop, in NPS points of the alerting segment.
@@ -72,6 +140,30 @@ pub struct AlertEvent {
     pub contributors: Vec<Contributor>,
     pub detractor_categories: Vec<CategoryShare>,
     pub detractor_response_ids: Vec<String>,
+    /// The incident this alert belongs to: its own id when it opened it, else the id of the
+    /// alert whose incident explains it (docs/ALERTS.md, *Incidents*).
+    pub incident_id: String,
+    pub severity: Severity,
+    /// Why an `updated` or `resolved` event happened: `deepened`, `escalated`, `aged`,
+    /// `recovered`, `new_baseline`; empty on `firing`.
+    pub reason: String,
+    /// True when this event is a notification: it opened an incident or sent it to a
+    /// receiver it had not reached (a ticket that became a page). Everything else updates
+    /// an incident in place.
+    pub notify: bool,
+    /// Current estimate of the drop below the baseline, points (grows as it deepens).
+    pub drop: f64,
+    /// Over-dispersion factor in the thresholds and in every interval shown (>= 1).
+    pub phi: f64,
+    pub mix_split: Option<MixSplit>,
+    /// Answers since the change start over what the baseline's volume profile expects.
+    pub volume_ratio: f64,
+    /// Reasons to suspect the data rather than the customers: `volume_low`,
+    /// `volume_high`, `partitions_lagging`, `unattributed_up`.
+    pub data_flags: Vec<String>,
+    /// Recorded in shadow mode (`detector.mode = "shadow"`): never delivered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl AlertEvent {

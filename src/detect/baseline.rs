@@ -47,6 +47,12 @@ impl History {
         self.excluded[s] = true;
     }
 
+    /// Takes an hour back into baselines (an accepted new level is the new normal).
+    pub fn include(&mut self, hour: i64) {
+        let s = self.slot(hour);
+        self.excluded[s] = false;
+    }
+
     pub fn is_excluded(&self, hour: i64) -> bool {
         self.excluded[self.slot(hour)]
     }
@@ -104,6 +110,9 @@ pub struct Baseline {
     pub phi: f64,
     /// Answers per hour in the window.
     pub per_hour: f64,
+    /// Volume relative to the mean by hour of day and by day of week (1 = average).
+    pub vol_hod: [f64; 24],
+    pub vol_dow: [f64; 7],
     pub raw: Counts,
 }
 
@@ -119,6 +128,12 @@ impl Baseline {
     pub fn season_var(&self, days: u32) -> f64 {
         let per_dow = self.raw.n() as f64 / 7.0 + SEASON_PRIOR_N;
         self.mix.variance() / per_dow / f64::from(days.clamp(1, 7))
+    }
+
+    /// Answers expected in `hour` from the window's volume and its daily and weekly shape.
+    pub fn expected_volume(&self, hour: i64) -> f64 {
+        let how = hour_of_week(hour);
+        self.per_hour * self.vol_hod[how % 24] * self.vol_dow[how / 24]
     }
 
     /// The mix expected at `hour` (the null hypothesis).
@@ -161,7 +176,10 @@ impl Baseline {
         for (how, s) in season.iter_mut().enumerate() {
             *s = hod[how % 24] + dow[how / 24];
         }
+        let total = raw.counts.n().max(1) as f64;
         Baseline {
+            vol_hod: std::array::from_fn(|i| raw.hod[i].n() as f64 * 24.0 / total),
+            vol_dow: std::array::from_fn(|i| raw.dow[i].n() as f64 * 7.0 / total),
             mix,
             prior_n,
             se,
@@ -177,11 +195,13 @@ impl Baseline {
     }
 
     /// The second stage: over-dispersion from the same window, now that the expected mean
-    /// of every hour is known. Standardized residuals per hour and per day (a day catches
-    /// effects that last hours); their variance is taken from successive differences, so a
-    /// past incident that moved the level for days (a step) counts once, not on every day,
-    /// and as a trimmed mean, so single outliers do not pass for everyday noise. Only an
-    /// excess clearly above sampling noise (two standard errors of the estimate) counts.
+    /// of every hour is known: the mean square of standardized residuals per hour and per
+    /// day (a day catches effects that last hours), with one degree of freedom for the
+    /// fitted level. Unlike successive differences, this keeps multi-day wander in: the
+    /// CUSUM adds evidence over days, so day-to-day wander is exactly the noise its
+    /// threshold must allow for. Hours that belonged to an alert are already excluded. The
+    /// baseline's standard error grows with it, so every interval shown and the margin
+    /// carry it too.
     pub fn fit_dispersion(&mut self, h: &History, from: i64, to: i64) {
         let var = self.mix.variance();
         let mut hours = Vec::new();
@@ -208,27 +228,48 @@ impl Baseline {
             day_exp += exp;
             day_n += n;
         }
-        self.phi = robust_dispersion(&hours)
-            .max(robust_dispersion(&days))
+        self.phi = dispersion(&hours, 24)
+            .max(dispersion(&days, 7))
+            .max(long_run(&days))
             .max(1.0);
+        self.se *= self.phi.sqrt();
     }
 }
 
-/// Dispersion of standardized residuals from half their squared successive differences
-/// (each χ²(1) × φ when the model holds), as a trimmed mean, minus two of its standard
-/// errors; 1 with too few terms.
-fn robust_dispersion(z: &[f64]) -> f64 {
-    let mut terms: Vec<f64> = z.windows(2).map(|w| (w[1] - w[0]).powi(2) / 2.0).collect();
-    if terms.len() < 10 {
+/// Mean square of standardized residuals (each χ²(1) × φ when the model holds), with one
+/// degree of freedom taken by the fitted level; 1 with fewer than `min` terms.
+fn dispersion(z: &[f64], min: usize) -> f64 {
+    if z.len() < min.max(2) {
         return 1.0;
     }
-    terms.sort_by(f64::total_cmp);
-    let keep = (terms.len() as f64 * 0.9).ceil() as usize;
-    let mean = terms[..keep].iter().sum::<f64>() / keep as f64;
-    // A χ²(1) variable below its 90th percentile (2.706) averages 0.623, with standard
-    // deviation 0.68.
-    let phi = mean / 0.623;
-    phi - 2.0 * 1.09 / (keep as f64).sqrt()
+    z.iter().map(|x| x * x).sum::<f64>() / (z.len() - 1) as f64
+}
+
+/// Days of autocovariance in the long-run estimate: the CUSUM of a mid-sized segment
+/// gathers its evidence over one to three days.
+const LONG_RUN_LAGS: usize = 3;
+
+/// Long-run variance of the daily residuals (Newey–West, Bartlett weights over
+/// [`LONG_RUN_LAGS`] days): a level that wanders for days makes a three-day sum vary more
+/// than three independent days would, and a test adding evidence over days must allow for
+/// it. 1 with fewer than two weeks of days.
+fn long_run(z: &[f64]) -> f64 {
+    let n = z.len();
+    if n < 14 {
+        return 1.0;
+    }
+    let mean = z.iter().sum::<f64>() / n as f64;
+    let cov = |k: usize| -> f64 {
+        (k..n)
+            .map(|i| (z[i] - mean) * (z[i - k] - mean))
+            .sum::<f64>()
+            / (n - 1) as f64
+    };
+    let mut v = cov(0);
+    for k in 1..=LONG_RUN_LAGS {
+        v += 2.0 * (1.0 - k as f64 / (LONG_RUN_LAGS + 1) as f64) * cov(k);
+    }
+    v
 }
 
 /// Hour-of-day and day-of-week means of a 168-hour profile.

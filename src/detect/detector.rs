@@ -3,24 +3,38 @@
 //! segment, and returns alert events and, at midnight, the digest. Pure: no clock, no I/O, so
 //! the ClickHouse service, the simulation harness and the tests drive the same code.
 
-use super::alert::{AlertEvent, AlertState, Contributor, DigestEntry};
+use super::alert::{AlertEvent, DigestEntry, Severity};
 use super::baseline::{prior_strength, raw, Baseline, History, Raw};
 use super::cusum::{alternative, kl_per_answer, llr, threshold, Cusum};
+use super::incident::Incident;
 use super::segment::{Hierarchy, SegmentKey};
 use super::Params;
-use crate::stats::{nps_interval, tilt, Counts};
+use crate::stats::{tilt, Counts};
 
+mod describe;
 mod digest;
+mod follow;
+mod group;
+pub use group::{IncidentView, OverlapRequest};
 use std::collections::HashMap;
 
+/// An open alert and what following it needs.
 pub struct Active {
     pub event: AlertEvent,
     fired_hour: i64,
     change_start: i64,
-    delta: f64,
+    /// The baseline in force when it fired: recovery and deepening are judged against it.
     baseline: Baseline,
     /// Evidence for recovery: a CUSUM of the reversed log-ratio.
     recovery: f64,
+    /// Current drop estimate (mean score): the size of the CUSUM that fired, plus each
+    /// further drop found while open.
+    drop: f64,
+    /// CUSUMs for a further drop below the current level (baseline − drop).
+    follow: Vec<Cusum>,
+    /// Where the current level began: the drop's start, or where it last deepened.
+    level_start: i64,
+    aged: bool,
 }
 
 struct Seg {
@@ -31,6 +45,12 @@ struct Seg {
     baseline: Option<Baseline>,
     bank: Vec<Cusum>,
     active: Option<Active>,
+    /// First hour with answers: history, volume and the minimum history count from here.
+    first_hour: Option<i64>,
+    /// The baseline window starts here at the earliest (an accepted new level).
+    epoch: i64,
+    /// Of a nested grouping (agents): its share of the budget is `nested_budget_share`.
+    nested: bool,
 }
 
 /// What one hour produced.
@@ -49,6 +69,8 @@ pub struct Detector {
     last_hour: Option<i64>,
     day: Option<i64>,
     ring: usize,
+    /// Open incidents, oldest first.
+    incidents: Vec<Incident>,
 }
 
 impl Detector {
@@ -63,6 +85,7 @@ impl Detector {
             last_hour: None,
             day: None,
             ring,
+            incidents: Vec::new(),
         }
     }
 
@@ -101,11 +124,13 @@ impl Detector {
         alert_id: &str,
         cats: Vec<super::alert::CategoryShare>,
         ids: Vec<String>,
+        flags: Vec<String>,
     ) {
         for s in &mut self.segs {
             if let Some(a) = s.active.as_mut().filter(|a| a.event.alert_id == alert_id) {
                 a.event.detractor_categories = cats;
                 a.event.detractor_response_ids = ids;
+                a.event.data_flags = flags;
                 return;
             }
         }
@@ -134,6 +159,9 @@ impl Detector {
             baseline: None,
             bank: Cusum::bank(delta, self.set.max_delta.max(delta)),
             active: None,
+            first_hour: None,
+            epoch: i64::MIN,
+            nested: self.hier.is_nested(key.mask),
         });
         self.ids.insert(key.clone(), i);
         i
@@ -191,6 +219,9 @@ impl Detector {
         }
         for (s, c) in self.segs.iter_mut().zip(&counts) {
             s.history.set(hour, c);
+            if c.n() > 0 {
+                s.first_hour.get_or_insert(hour);
+            }
             if s.active.is_some() {
                 s.history.exclude(hour);
             }
@@ -209,43 +240,16 @@ impl Detector {
     }
 
     fn evaluate(&mut self, i: usize, hour: i64, c: &Counts) -> Option<AlertEvent> {
-        let margin = self.set.baseline_margin_se;
-        let s = &mut self.segs[i];
-        if let Some(a) = &mut s.active {
-            let b = &a.baseline;
-            let m0 = b.expected(hour, margin);
-            // Recovery is judged against the grouping's own δ (the bank's smallest), not the
-            // size that fired: "back near the baseline" must be shown against "still δ
-            // below", or one good hour would end an alert for a large drop.
-            let (d, h) = s
-                .bank
-                .first()
-                .map_or((a.delta, 0.0), |c| (c.delta, c.threshold));
-            let (theta, lnz) = alternative(b.null_mix(hour, margin), m0, d);
-            a.recovery = (a.recovery - llr(c, theta, lnz, b.phi)).max(0.0);
-            let need = (self.set.resolve_share * h).max(super::cusum::MIN_THRESHOLD);
-            let done =
-                a.recovery >= need && hour - a.fired_hour >= i64::from(self.set.min_active_hours);
-            if !done {
-                return None;
-            }
-            let a = s.active.take()?;
-            for cu in &mut s.bank {
-                cu.reset(hour + 1);
-            }
-            let mut e = self.describe(i, hour, a.change_start, a.delta, 0.0, 0.0, &a.baseline);
-            e.alert_id = a.event.alert_id;
-            e.fired_at = a.event.fired_at;
-            e.statistic = a.recovery;
-            e.threshold = need;
-            e.state = AlertState::Resolved;
-            return Some(e);
+        if self.segs[i].active.is_some() {
+            return self.follow(i, hour, c);
         }
+        let margin = self.set.baseline_margin_se;
         if c.n() == 0 {
             return None;
         }
         // A nested segment (an agent in its team) does not page while its parent does: it
         // is listed among the parent's contributors instead. Overall never folds anything.
+        let s = &self.segs[i];
         let folded = s
             .parent
             .is_some_and(|p| p != i && self.segs[p].key.mask != 0 && self.segs[p].active.is_some());
@@ -275,105 +279,44 @@ impl Detector {
         for h in cu.start.max(hour + 1 - self.ring as i64)..=hour {
             s.history.exclude(h);
         }
+        let mut follow = s.bank.clone();
+        for f in &mut follow {
+            f.reset(hour + 1);
+        }
         let mut e = self.describe(i, hour, cu.start, cu.delta, cu.s, cu.threshold, &baseline);
         e.alert_id = format!(
             "{:016x}",
             xxhash_rust::xxh3::xxh3_64(format!("{}|{}|{}", e.grouping, e.segment, hour).as_bytes())
         );
+        // The drop is at least the size that fired, and at least what the answers since the
+        // change start show with 97.5 % confidence: a large drop found by a small CUSUM
+        // starts at its severity instead of escalating an hour later.
+        let drop = cu.delta.max((e.baseline_nps - e.nps_high) / 100.0);
+        e.drop = 100.0 * drop;
+        e.severity = self.severity(i, e.drop, false);
         self.segs[i].active = Some(Active {
             event: e.clone(),
             fired_hour: hour,
             change_start: cu.start,
-            delta: cu.delta,
             baseline,
             recovery: 0.0,
+            drop,
+            follow,
+            level_start: cu.start,
+            aged: false,
         });
         Some(e)
     }
 
-    /// Counts since `start` and what the baseline expected of them (mean score × n).
-    fn observed_vs_expected(&self, i: usize, b: &Baseline, start: i64, hour: i64) -> (Counts, f64) {
-        let s = &self.segs[i];
-        let from = start.max(hour + 1 - self.ring as i64);
-        let mut c = Counts::default();
-        let mut expected = 0.0;
-        for h in from..=hour {
-            let x = s.history.get(h);
-            expected += x.n() as f64 * b.expected(h, 0.0);
-            c.add(&x);
-        }
-        (c, expected)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn describe(
-        &self,
-        i: usize,
-        hour: i64,
-        start: i64,
-        delta: f64,
-        statistic: f64,
-        threshold: f64,
-        b: &Baseline,
-    ) -> AlertEvent {
-        let z = self.set.z;
-        let s = &self.segs[i];
-        let (c, expected) = self.observed_vs_expected(i, b, start, hour);
-        let since = nps_interval(&c, z);
-        let base = if c.n() > 0 {
-            100.0 * expected / c.n() as f64
-        } else {
-            100.0 * b.expected(hour, 0.0)
-        };
-        let mut contributors: Vec<Contributor> = s
-            .children
-            .iter()
-            .filter_map(|&ch| {
-                let cb = self.segs[ch].baseline.as_ref()?;
-                let (cc, ce) = self.observed_vs_expected(ch, cb, start, hour);
-                let points = 100.0 * (ce - cc.score_sum()) / c.n().max(1) as f64;
-                (points > 0.0).then(|| Contributor {
-                    segment: self.segs[ch].key.label(),
-                    points,
-                    n: cc.n(),
-                })
-            })
-            .collect();
-        contributors.sort_by(|a, b| {
-            b.points
-                .total_cmp(&a.points)
-                .then_with(|| a.segment.cmp(&b.segment))
-        });
-        contributors.truncate(5);
-        AlertEvent {
-            alert_id: String::new(),
-            state: AlertState::Firing,
-            grouping: s.key.grouping(),
-            segment: s.key.label(),
-            dims: s
-                .key
-                .dims()
-                .map(|(d, v)| (d.to_string(), v.to_string()))
-                .collect(),
-            at: (hour + 1) * 3600,
-            fired_at: (hour + 1) * 3600,
-            change_start: start * 3600,
-            nps: since.nps,
-            nps_low: since.low,
-            nps_high: since.high,
-            n: since.n,
-            baseline_nps: base,
-            baseline_low: base - z * 100.0 * b.se,
-            baseline_high: base + z * 100.0 * b.se,
-            baseline_n: b.raw.n(),
-            effect: since.nps - base,
-            delta: 100.0 * delta,
-            statistic,
-            threshold,
-            contributors,
-            detractor_categories: Vec::new(),
-            detractor_response_ids: Vec::new(),
-        }
+    /// The one place severity is decided for a segment ([`Severity::of`]).
+    fn severity(&self, i: usize, drop_points: f64, aged: bool) -> Severity {
+        let mask = self.segs[i].key.mask;
+        Severity::of(
+            self.set.pages_at_delta(mask),
+            drop_points,
+            self.set.delta(mask),
+            aged,
+        )
     }
 
     /// Refits every segment's baseline from the window ending `gap_days` before `day`, then
@@ -423,14 +366,27 @@ impl Detector {
                     .push(i);
             }
         }
+        // Each segment from its own first hour (or accepted new level): a two-day-old agent
+        // has two days of volume, not two days spread over four weeks.
+        let min_h = i64::from(self.set.min_history_days) * 24;
+        let starts: Vec<Option<i64>> = self
+            .segs
+            .iter()
+            .map(|s| {
+                let f = from.max(s.first_hour?).max(s.epoch);
+                (to - f >= min_h).then_some(f)
+            })
+            .collect();
         let raws: Vec<Raw> = self
             .segs
             .iter()
-            .map(|s| raw(&s.history, from, to))
+            .zip(&starts)
+            .map(|(s, f)| f.map_or_else(Raw::default, |f| raw(&s.history, f, to)))
             .collect();
         let mut fitted: Vec<Option<Baseline>> = vec![None; self.segs.len()];
         let mut strength: HashMap<(usize, u8), f64> = HashMap::new();
         for &i in &order {
+            let Some(seg_from) = starts[i] else { continue };
             let prior = match self.segs[i].parent {
                 None => None,
                 Some(p) => {
@@ -446,26 +402,45 @@ impl Detector {
                 }
             };
             let mut b = Baseline::fit(&raws[i], prior);
-            b.fit_dispersion(&self.segs[i].history, from, to);
+            b.fit_dispersion(&self.segs[i].history, seg_from, to);
             fitted[i] = Some(b);
         }
         for (s, b) in self.segs.iter_mut().zip(fitted) {
             s.baseline = b;
         }
+        self.set_thresholds();
+    }
+
+    /// Every CUSUM's threshold from the budget.
+    fn set_thresholds(&mut self) {
         // The budget is shared by every segment's bank. The CUSUMs of one bank watch the same
         // answers and cross together, so a bank of m pages about √m times as often as one
         // CUSUM, not m times (calibrated by the harness, docs/DETECTOR.md): each CUSUM's
         // in-control run length is Σ√m × 168 h / budget.
-        let effective: f64 = self
-            .segs
-            .iter()
-            .filter(|s| s.baseline.is_some())
-            .map(|s| (s.bank.len() as f64).sqrt())
-            .sum();
-        let arl = effective.max(1.0) * 168.0 / self.set.budget_per_week;
+        // Nested segments (agents) share `nested_budget_share` of it, the others the rest
+        // (all of it when nothing is nested).
+        let effective = |nested: bool| -> f64 {
+            self.segs
+                .iter()
+                .filter(|s| s.baseline.is_some() && s.nested == nested)
+                .map(|s| (s.bank.len() as f64).sqrt())
+                .sum()
+        };
+        let (eff_nested, eff_other) = (effective(true), effective(false));
+        let share = if eff_nested == 0.0 {
+            0.0
+        } else if eff_other == 0.0 {
+            1.0
+        } else {
+            self.set.nested_budget_share
+        };
+        let budget = self.set.budget_per_week;
+        let arl_nested = eff_nested.max(1.0) * 168.0 / (budget * share).max(1e-9);
+        let arl_other = eff_other.max(1.0) * 168.0 / (budget * (1.0 - share)).max(1e-9);
         let margin = self.set.baseline_margin_se;
         for s in &mut self.segs {
             let Some(b) = &s.baseline else { continue };
+            let arl = if s.nested { arl_nested } else { arl_other };
             let m0 = b.mix.mean() - margin * b.se;
             let null = tilt(b.mix, m0).0;
             for cu in &mut s.bank {

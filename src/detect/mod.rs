@@ -8,6 +8,7 @@
 //! - `cusum`: the test and its thresholds.
 //! - `detector`: the hourly state machine (pure; no clock, no I/O).
 //! - `alert`: what it emits.
+//! - `incident`: which alerts are one incident, and who hears of it.
 //!
 //! The statistics it shares with the boards are in [`crate::stats`]; the service that reads
 //! ClickHouse and delivers alerts is `app::detect`, the simulation harness `app::simulate`.
@@ -16,13 +17,16 @@ pub mod alert;
 pub mod baseline;
 pub mod cusum;
 pub mod detector;
+pub mod incident;
 pub mod segment;
 
+#[cfg(test)]
+mod follow_tests;
 #[cfg(test)]
 mod tests;
 
 pub use crate::stats::Counts;
-pub use alert::{AlertEvent, AlertState, DigestEntry};
+pub use alert::{AlertEvent, AlertState, DigestEntry, Severity};
 pub use detector::{Detector, Output};
 pub use segment::{Hierarchy, SegmentKey};
 
@@ -54,6 +58,17 @@ pub struct Params {
     pub digest_fdr: f64,
     /// Normal quantile of the reported intervals (1.96: 95 %).
     pub z: f64,
+    /// Share of the budget for segments of nested groupings (agents): hundreds of small
+    /// series that rarely show anything at δ must not set everyone else's thresholds.
+    pub nested_budget_share: f64,
+    /// Groupings (by mask) that page at δ; None: every grouping without team, agent or tier
+    /// (overall, region, product, channel, bucket and their combinations).
+    pub page_masks: Option<Vec<u8>>,
+    /// An alert open this long is a new level: it resolves as `new_baseline` and the
+    /// segment's baseline restarts from the drop's start.
+    pub accept_after_days: u32,
+    /// A paging alert open this long becomes a ticket (severity `ticket`).
+    pub max_page_age_hours: u32,
 }
 
 impl Default for Params {
@@ -70,6 +85,10 @@ impl Default for Params {
             min_active_hours: 2,
             digest_fdr: 0.1,
             z: 1.96,
+            nested_budget_share: 0.1,
+            page_masks: None,
+            accept_after_days: 14,
+            max_page_age_hours: 72,
         }
     }
 }
@@ -87,6 +106,17 @@ impl Params {
             5.0
         } else {
             10.0
+        }
+    }
+
+    /// Whether a grouping's alerts page at δ (the rest page from 2δ).
+    pub fn pages_at_delta(&self, mask: u8) -> bool {
+        match &self.page_masks {
+            Some(m) => m.contains(&mask),
+            None => ["team", "agent", "tier"]
+                .iter()
+                .filter_map(|d| segment::grouping_mask(d))
+                .all(|d| mask & d == 0),
         }
     }
 

@@ -136,6 +136,11 @@ impl Hierarchy {
         }
     }
 
+    /// Whether a grouping holds a nested (child) dimension, e.g. `agent`.
+    pub fn is_nested(&self, mask: u8) -> bool {
+        self.nestings.iter().any(|&(c, _)| mask & (1 << c) != 0)
+    }
+
     pub fn parent(&self, key: &SegmentKey) -> Option<SegmentKey> {
         if key.mask == 0 {
             return None;

@@ -2,7 +2,7 @@
 //! pass), and the gauges of each completed pass.
 
 use super::InternalEvent;
-use crate::detect::{AlertEvent, AlertState};
+use crate::detect::AlertEvent;
 use crate::metrics::DetectorMetrics;
 
 /// An alert event was recorded (and handed to the delivery targets).
@@ -15,14 +15,10 @@ impl InternalEvent<DetectorMetrics> for AlertDelivered<'_> {
         let e = self.event;
         tracing::info!(
             alert_id = %e.alert_id, state = e.state.as_str(), segment = %e.segment,
-            nps = e.nps, baseline = e.baseline_nps, n = e.n, "NPS alert"
+            incident = %e.incident_id, severity = e.severity.as_str(), reason = %e.reason,
+            notify = e.notify, nps = e.nps, baseline = e.baseline_nps, n = e.n, "NPS alert"
         );
-        m.events
-            .with_label_values(&[match e.state {
-                AlertState::Firing => "firing",
-                AlertState::Resolved => "resolved",
-            }])
-            .inc();
+        m.events.with_label_values(&[e.state.as_str()]).inc();
     }
 }
 

@@ -202,9 +202,10 @@ def clickhouse_panel_checks(dashboards):
         s.query("INSERT INTO cx.nps_alerts (alert_id, state, event_time, fired_at, change_start, grouping, segment, nps, n, baseline_nps, effect, written_at) VALUES "
                 "('a1', 'firing', now() - 3600, now() - 3600, now() - 7200, 'team', 'team=billing', -12.5, 80, 31.0, -43.5, now()), "
                 "('a2', 'firing', now() - 9000, now() - 9000, now() - 9900, 'region', 'region=emea', 20.0, 900, 30.0, -10.0, now()), "
+                "('a1', 'updated', now() - 1800, now() - 3600, now() - 7200, 'team', 'team=billing', -20.5, 120, 31.0, -51.5, now()), "
                 "('a2', 'resolved', now() - 5000, now() - 9000, now() - 9900, 'region', 'region=emea', 28.0, 1500, 30.0, -2.0, now())")
-        active = s.query("SELECT segment FROM cx.nps_alerts FINAL WHERE state = 'firing' AND alert_id IN (SELECT alert_id FROM cx.nps_alerts GROUP BY alert_id HAVING argMax(state, event_time) = 'firing')", "CSV").bytes().decode().split()
-        check(active == ['"team=billing"'], f"only the unresolved fixture alert is active ({active})")
+        active = s.query("SELECT segment, nps FROM cx.nps_alerts FINAL WHERE state IN ('firing', 'updated') AND alert_id IN (SELECT alert_id FROM cx.nps_alerts GROUP BY alert_id HAVING countIf(state = 'resolved') = 0) ORDER BY event_time DESC LIMIT 1 BY alert_id", "CSV").bytes().decode().split()
+        check(active == ['"team=billing",-20.5'], f"only the unresolved fixture alert is active, as its latest update ({active})")
         for d in dashboards.values():
             for a in d.get("annotations", {}).get("list", []):
                 sql = substitute(a["target"]["rawSql"], t_from, t_to)
@@ -301,6 +302,17 @@ def prometheus_checks(dashboards):
     print("ok   promtool test rules" if r.returncode == 0 else r.stdout)
     r = subprocess.run(["amtool", "check-config", str(ROOT / "deploy/alertmanager/alertmanager.yml")], capture_output=True, text=True)
     check(r.returncode == 0, f"amtool check-config: {r.stdout}{r.stderr}")
+    # Severity routing: an incident's page goes to on-call, its ticket to the business-hours
+    # receiver, whatever segment it names.
+    for labels, receiver in [
+        (["alertname=CxNpsSegmentDrop", "severity=page", "cx_incident=x", "cx_grouping=team"], "cx-oncall"),
+        (["alertname=CxNpsSegmentDrop", "severity=ticket", "cx_incident=x", "cx_grouping=region"], "cx-business-hours"),
+    ]:
+        r = subprocess.run(["amtool", "config", "routes", "test", "--config.file", str(ROOT / "deploy/alertmanager/alertmanager.yml"), *labels], capture_output=True, text=True)
+        check(r.stdout.strip() == receiver, f"amtool routes {labels} -> {receiver} ({r.stdout.strip()}{r.stderr})")
+    text = (ROOT / "deploy/alertmanager/alertmanager.yml").read_text()
+    check("repeat_interval: 4h\n      group_by: [alertname, cx_incident]" not in text and text.count("repeat_interval: 24h") >= 2,
+          "NPS incidents repeat at most once a day")
 
 
 def main():

@@ -3,6 +3,7 @@
 //! budget's interval, far fewer than the Prometheus rule it replaced, and sustained drops
 //! that the budget allows to be seen are caught.
 
+use cx_pipeline::app::simulate::oncall::on_call;
 use cx_pipeline::app::simulate::report::{delay, score};
 use cx_pipeline::app::simulate::{run, SimConfig};
 
@@ -55,4 +56,45 @@ fn a_simulated_half_year_stays_within_the_false_page_budget_and_catches_sustaine
         "{caught} of {} caught within 72 h",
         big.len()
     );
+    // What on-call gets: about one notification per detected drop (not one per segment the
+    // drop moves), and false pages well within the budget.
+    let o = on_call(&r);
+    assert!(
+        o.per_detected <= 1.2,
+        "{:.2} notifications per detected drop",
+        o.per_detected
+    );
+    assert!(
+        o.false_pages_per_week.1 <= budget,
+        "{:?}",
+        o.false_pages_per_week
+    );
+}
+
+/// The same half year in the shifting world (DST, wandering levels, clustered answers, staff
+/// changes, answer lag, slow declines, outages, more decoys): the detector was not built
+/// from it, and on-call must still get about one notification per detected drop and false
+/// pages within the budget.
+#[test]
+fn in_a_world_the_detector_was_not_built_from_on_call_gets_one_notification_per_drop() {
+    let cfg = SimConfig {
+        seed: 11,
+        days: 140,
+        drops: 160,
+        shifting: true,
+        ..SimConfig::default()
+    };
+    let r = run(&cfg);
+    let o = on_call(&r);
+    assert!(
+        o.per_detected <= 1.2,
+        "{:.2} notifications per detected drop",
+        o.per_detected
+    );
+    assert!(
+        o.false_pages_per_week.1 <= cfg.settings.budget_per_week,
+        "false pages a week {:?}",
+        o.false_pages_per_week
+    );
+    assert!(o.detected >= 30, "{} drops detected", o.detected);
 }

@@ -13,6 +13,7 @@ mod deadletters;
 mod detector;
 mod detector_sim;
 mod e2e;
+mod escalation;
 mod fencing;
 mod fuzz_seeds;
 mod group;

@@ -4,6 +4,7 @@
 //! topic keyed by segment.
 
 use crate::detect::alert::AlertEvent;
+use crate::detect::detector::IncidentView;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -15,8 +16,44 @@ use std::time::Duration;
 
 pub const ALERT_NAME: &str = "CxNpsSegmentDrop";
 
-/// One alert as Alertmanager's v2 API takes it.
-pub fn am_alert(e: &AlertEvent, ends_at: i64) -> serde_json::Value {
+/// Where an alert's links point (`detector.grafana_url`, `detector.runbook_url`).
+pub struct Links<'a> {
+    pub grafana_url: &'a str,
+    pub runbook_url: &'a str,
+}
+
+/// The board for the segment, from three days before the drop's start to the alert's hour:
+/// the support board filtered to the team for team and agent segments, the executive
+/// board (filtered to the region when there is one) otherwise. Empty without a Grafana URL.
+pub fn dashboard_link(grafana_url: &str, e: &AlertEvent) -> String {
+    if grafana_url.is_empty() {
+        return String::new();
+    }
+    let enc = |v: &str| -> String {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let (uid, var) = match (e.dims.get("team"), e.dims.get("region")) {
+        (Some(t), _) => ("cx-support", format!("&var-team={}", enc(t))),
+        (None, Some(r)) => ("cx-executive", format!("&var-region={}", enc(r))),
+        (None, None) => ("cx-executive", String::new()),
+    };
+    format!(
+        "{grafana_url}/d/{uid}?orgId=1&from={}&to={}{var}",
+        (e.change_start - 3 * 86_400).max(0) * 1000,
+        (e.at + 3600) * 1000
+    )
+}
+
+/// The long text of one alert: NPS against the baseline, the test, where the drop sits.
+pub fn description(e: &AlertEvent) -> String {
     let contributors: Vec<String> = e
         .contributors
         .iter()
@@ -34,29 +71,82 @@ pub fn am_alert(e: &AlertEvent, ends_at: i64) -> serde_json::Value {
             )
         })
         .collect();
-    let description = format!(
-        "NPS {:.1} (95% CI {:.1}..{:.1}, n={}) since {} against a baseline of {:.1} (95% CI {:.1}..{:.1}, {} answers): {:+.1} points. \
-         CUSUM for a {:.0}-point drop at {:.2} (threshold {:.2}). Contributors: {}. Over-represented among detractors: {}. Detractor response ids: {}.",
+    let none = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let split = e.mix_split.as_ref().map_or("not available".into(), |m| {
+        format!(
+            "{:+.1} points from the mix of {} changing, {:+.1} from the same {} scoring differently",
+            m.mix, m.by, m.within, m.by
+        )
+    });
+    format!(
+        "NPS {:.1} (95% CI {:.1}..{:.1}, n={}) since {} against a baseline of {:.1} (95% CI {:.1}..{:.1}, {} answers): {:+.1} points; drop estimate {:.0} points. \
+         CUSUM for a {:.0}-point drop at {:.2} (threshold {:.2}, over-dispersion {:.2}). Mix vs within: {split}. Data flags: {}. Contributors: {}. Over-represented among detractors: {}. Detractor response ids: {}.",
         e.nps, e.nps_low, e.nps_high, e.n, crate::detect::rfc3339(e.change_start), e.baseline_nps, e.baseline_low,
-        e.baseline_high, e.baseline_n, e.effect, e.delta, e.statistic, e.threshold,
-        if contributors.is_empty() { "none".into() } else { contributors.join(", ") },
-        if categories.is_empty() { "none".into() } else { categories.join(", ") },
-        if e.detractor_response_ids.is_empty() { "none".into() } else { e.detractor_response_ids.join(", ") },
-    );
+        e.baseline_high, e.baseline_n, e.effect, e.drop, e.delta, e.statistic, e.threshold, e.phi,
+        none(&e.data_flags), none(&contributors), none(&categories), none(&e.detractor_response_ids),
+    )
+}
+
+/// One incident as Alertmanager's v2 API takes it. Its identity (labels) is the incident and
+/// the receiver class, so an update in place (deeper, more segments, page → critical)
+/// changes annotations only and does not notify again, a silence on `cx_incident` holds
+/// for the incident's whole life, and a ticket turning into a page is a new alert routed to
+/// on-call.
+pub fn am_incident(v: &IncidentView<'_>, ends_at: i64, links: &Links<'_>) -> serde_json::Value {
+    let Some(lead) = v.members.first() else {
+        return json!({});
+    };
+    let members: Vec<String> = v
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "{} ({:+.1} pts, {})",
+                m.segment,
+                m.effect,
+                m.severity.as_str()
+            )
+        })
+        .collect();
+    let summary = if v.members.len() > 1 {
+        format!(
+            "{} (+{} related segments)",
+            lead.summary(),
+            v.members.len() - 1
+        )
+    } else {
+        lead.summary()
+    };
+    let flags: std::collections::BTreeSet<&str> = v
+        .members
+        .iter()
+        .flat_map(|m| m.data_flags.iter().map(String::as_str))
+        .collect();
     json!({
         "labels": {
             "alertname": ALERT_NAME,
-            "severity": "page",
-            "cx_grouping": if e.grouping.is_empty() { "overall" } else { e.grouping.as_str() },
-            "cx_segment": e.segment,
+            "severity": v.severity.route(),
+            "cx_incident": v.id,
+            "cx_grouping": if lead.grouping.is_empty() { "overall" } else { lead.grouping.as_str() },
+            "cx_segment": lead.segment,
         },
         "annotations": {
-            "summary": e.summary(),
-            "description": description,
-            "alert_id": e.alert_id,
-            "dashboard": "CX — Executive, panel 'Active NPS alerts'",
+            "summary": summary,
+            "description": description(lead),
+            "level": v.severity.as_str(),
+            "segments": members.join("; "),
+            "data_flags": flags.into_iter().collect::<Vec<_>>().join(", "),
+            "runbook_url": links.runbook_url,
+            "dashboard": dashboard_link(links.grafana_url, lead),
+            "alert_id": lead.alert_id,
         },
-        "startsAt": crate::detect::rfc3339(e.fired_at),
+        "startsAt": crate::detect::rfc3339(v.opened_at),
         "endsAt": crate::detect::rfc3339(ends_at),
     })
 }

@@ -43,6 +43,10 @@ struct Targets {
     topic: Option<AlertTopic>,
     pending_am: Vec<serde_json::Value>,
     pending_topic: Vec<crate::detect::AlertEvent>,
+    /// The last Alertmanager alert sent per open incident.
+    sent: std::collections::HashMap<String, serde_json::Value>,
+    /// Partitions whose complete hours lag the data clock (a flag on new alerts).
+    lagging: usize,
 }
 
 struct Running {
@@ -98,6 +102,8 @@ pub async fn run(v: Validated, once: bool, stop: Shutdown) -> Result<(), Service
         },
         pending_am: Vec::new(),
         pending_topic: Vec::new(),
+        sent: std::collections::HashMap::new(),
+        lagging: 0,
     };
     let mut running: Option<Running> = None;
     loop {

@@ -2,7 +2,7 @@
 //! step it through the newly complete hours, deliver what it says, and re-send what is
 //! active.
 
-use super::deliver::am_alert;
+use super::deliver::{am_incident, Links};
 use super::store::Store;
 use super::{now, Running, ServiceError, Targets, MAX_PENDING};
 use crate::config::Validated;
@@ -11,7 +11,7 @@ use crate::internal_events::{AlertDelivered, AlertDeliveryFailed, DetectorPassed
 use crate::metrics::DetectorMetrics;
 use crate::model::DIMENSIONS;
 use crate::sink::ClickHouseSink;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub(super) struct Pass<'a> {
     pub v: &'a Validated,
@@ -51,6 +51,16 @@ fn unreproduced(id: String, grouping: String, segment: String, fired_at: u32) ->
         contributors: Vec::new(),
         detractor_categories: Vec::new(),
         detractor_response_ids: Vec::new(),
+        incident_id: String::new(),
+        severity: crate::detect::Severity::Ticket,
+        reason: "not_reproduced".into(),
+        notify: false,
+        drop: 0.0,
+        phi: 1.0,
+        mix_split: None,
+        volume_ratio: 0.0,
+        data_flags: Vec::new(),
+        shadow: false,
     }
 }
 
@@ -73,10 +83,12 @@ impl Pass<'_> {
                 .max(0)
         });
         let store = self.store();
-        let Some(clock) = store.data_clock(ds.max_partition_lag_hours, since).await? else {
+        let Some((clock, lagging)) = store.data_clock(ds.max_partition_lag_hours, since).await?
+        else {
             tracing::info!("no complete hour in ClickHouse yet");
             return Ok(());
         };
+        t.lagging = lagging;
         if running.is_none() {
             *running = Some(self.start(clock).await?);
         }
@@ -155,9 +167,17 @@ impl Pass<'_> {
                 by_hour.entry(h).or_default().push((k, c));
             }
             for h in r.next..end {
-                let out = r
+                let mut out = r
                     .det
                     .step(h, by_hour.get(&h).map_or(&[][..], |v| v.as_slice()));
+                // Incidents are rebuilt on a replay too, so they come out the same.
+                let mut overlaps = Vec::new();
+                for q in r.det.overlap_requests(&out) {
+                    let c = store.shared(&q.x, &q.a, q.from_hour, q.to_hour).await?;
+                    overlaps.push((q, c));
+                }
+                r.det.group(&mut out, &overlaps);
+                self.track_incidents(r, t, h > r.delivered);
                 if h <= r.delivered {
                     continue;
                 }
@@ -166,18 +186,43 @@ impl Pass<'_> {
                 }
                 for mut e in out.alerts {
                     if e.state == AlertState::Firing {
-                        if let Some(key) = key_of(&e) {
-                            let (cats, ids) = store.explain(&key, e.change_start, e.at).await?;
-                            e.detractor_categories = cats.clone();
-                            e.detractor_response_ids = ids.clone();
-                            r.det.annotate(&e.alert_id, cats, ids);
-                        }
+                        self.annotate(r, t, &mut e).await?;
                     }
                     self.deliver(t, &e).await?;
                 }
             }
             r.next = end;
         }
+        Ok(())
+    }
+
+    /// What only the facts and the data clock can tell about a new alert: detractor
+    /// categories and ids, and the data-quality flags (more answers without a contact than
+    /// the week before, partitions lagging).
+    async fn annotate(
+        &self,
+        r: &mut Running,
+        t: &Targets,
+        e: &mut AlertEvent,
+    ) -> Result<(), ServiceError> {
+        let Some(key) = key_of(e) else { return Ok(()) };
+        let store = self.store();
+        let (cats, ids) = store.explain(&key, e.change_start, e.at).await?;
+        let (now, before) = store.unattributed(&key, e.change_start, e.at).await?;
+        if now > 2.0 * before + 0.05 {
+            e.data_flags.push("unattributed_up".into());
+        }
+        if t.lagging > 0 {
+            e.data_flags.push("partitions_lagging".into());
+        }
+        e.detractor_categories = cats;
+        e.detractor_response_ids = ids;
+        r.det.annotate(
+            &e.alert_id,
+            e.detractor_categories.clone(),
+            e.detractor_response_ids.clone(),
+            e.data_flags.clone(),
+        );
         Ok(())
     }
 
@@ -196,14 +241,50 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Alertmanager forgets an alert at its endsAt: re-send every active one each pass,
-    /// with the resolutions and topic messages still pending.
-    async fn resend(&self, r: &Running, t: &mut Targets) {
-        let poll = i64::try_from(self.v.detector.poll_interval.as_secs()).unwrap_or(60);
+    /// The Alertmanager alert of every open incident, keyed by incident id.
+    fn incident_alerts(&self, r: &Running) -> HashMap<String, serde_json::Value> {
+        let ds = &self.v.detector;
+        let poll = i64::try_from(ds.poll_interval.as_secs()).unwrap_or(60);
         let ends = now() + 4 * poll.max(60);
-        let resolved: Vec<serde_json::Value> = std::mem::take(&mut t.pending_am);
-        let mut batch = resolved.clone();
-        batch.extend(r.det.active().map(|a| am_alert(&a.event, ends)));
+        let links = Links {
+            grafana_url: &ds.grafana_url,
+            runbook_url: &ds.runbook_url,
+        };
+        r.det
+            .incidents()
+            .iter()
+            .map(|v| (v.id.to_string(), am_incident(v, ends, &links)))
+            .collect()
+    }
+
+    /// After each hour: an incident that closed, or whose receiver changed, has its old
+    /// Alertmanager alert ended (when the hour is new; a replayed hour's were ended before).
+    fn track_incidents(&self, r: &Running, t: &mut Targets, deliver: bool) {
+        let current = self.incident_alerts(r);
+        if deliver && !self.v.detector.shadow && t.am.is_some() {
+            for (id, old) in &t.sent {
+                let changed = current.get(id).is_none_or(|c| c["labels"] != old["labels"]);
+                if changed && t.pending_am.len() < MAX_PENDING {
+                    let mut end = old.clone();
+                    end["endsAt"] = crate::detect::rfc3339(now()).into();
+                    t.pending_am.push(end);
+                }
+            }
+        }
+        t.sent = current;
+    }
+
+    /// Alertmanager forgets an alert at its endsAt: re-send every open incident each pass
+    /// (one alert each) with the endings still owed, and send what the topic still owes.
+    /// Nothing goes out in shadow mode.
+    async fn resend(&self, r: &Running, t: &mut Targets) {
+        if self.v.detector.shadow {
+            return;
+        }
+        let ending: Vec<serde_json::Value> = std::mem::take(&mut t.pending_am);
+        let current = self.incident_alerts(r);
+        let mut batch = ending.clone();
+        batch.extend(current.values().cloned());
         if let Some(am) = &t.am {
             if let Err(e) = am.post(&batch).await {
                 AlertDeliveryFailed {
@@ -211,7 +292,7 @@ impl Pass<'_> {
                     error: &e,
                 }
                 .emit(self.metrics);
-                t.pending_am = resolved;
+                t.pending_am = ending;
             }
         }
         let pending: Vec<AlertEvent> = std::mem::take(&mut t.pending_topic);
@@ -221,6 +302,9 @@ impl Pass<'_> {
     }
 
     async fn send_topic(&self, t: &mut Targets, e: AlertEvent) {
+        if self.v.detector.shadow {
+            return;
+        }
         let Some(topic) = &t.topic else { return };
         if let Err(err) = topic.send(&e).await {
             AlertDeliveryFailed {
@@ -234,21 +318,14 @@ impl Pass<'_> {
         }
     }
 
-    /// ClickHouse first (the record of what happened), then Kafka, then Alertmanager for a
-    /// resolution (firing alerts go out with every pass's re-send).
+    /// ClickHouse first (the record of what happened), then Kafka; Alertmanager hears of
+    /// incidents with every pass's re-send.
     async fn deliver(&self, t: &mut Targets, e: &AlertEvent) -> Result<(), ServiceError> {
-        self.store().write_alerts(std::slice::from_ref(e)).await?;
-        AlertDelivered { event: e }.emit(self.metrics);
-        self.send_topic(t, e.clone()).await;
-        if e.state == AlertState::Resolved && t.am.is_some() && t.pending_am.len() < MAX_PENDING {
-            let mut a = am_alert(e, e.at);
-            if e.dims.is_empty() {
-                a["annotations"]["description"] =
-                    "Resolved: the detector no longer reproduces this alert after a restart."
-                        .into();
-            }
-            t.pending_am.push(a);
-        }
+        let mut e = e.clone();
+        e.shadow = self.v.detector.shadow;
+        self.store().write_alerts(std::slice::from_ref(&e)).await?;
+        AlertDelivered { event: &e }.emit(self.metrics);
+        self.send_topic(t, e).await;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::detect::alert::{AlertEvent, CategoryShare, DigestEntry};
 use crate::detect::{Counts, SegmentKey};
-use crate::model::{DETRACTOR_MAX, DIMENSIONS};
+use crate::model::{DETRACTOR_MAX, DIMENSIONS, PROMOTER_MIN};
 use crate::sink::{ClickHouseSink, SinkError};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,12 @@ impl Store<'_> {
     /// partitions more than `max_lag` hours behind the most advanced one. `since` (a Unix
     /// hour, from the previous clock) bounds the scan to recent partitions of the table: a
     /// partition with nothing final after it is that far behind anyway.
-    pub async fn data_clock(&self, max_lag: i64, since: i64) -> Result<Option<i64>, SinkError> {
+    /// Also how many partitions lag the clock (a data-quality flag on the alerts).
+    pub async fn data_clock(
+        &self,
+        max_lag: i64,
+        since: i64,
+    ) -> Result<Option<(i64, usize)>, SinkError> {
         let sql = format!(
             "SELECT source_partition, toUInt32(max(window_end)) FROM {}.window_aggregates \
              WHERE window_size_s = 3600 AND is_final = 1 AND window_start >= toDateTime(?) \
@@ -113,11 +118,12 @@ impl Store<'_> {
         let Some(&newest) = ends.iter().max() else {
             return Ok(None);
         };
-        Ok(ends
+        let clock = ends
             .iter()
             .copied()
             .filter(|&e| e >= newest - max_lag)
-            .min())
+            .min();
+        Ok(clock.map(|c| (c, ends.iter().filter(|&&e| e < c).count())))
     }
 
     /// A `SELECT toUInt32(<time>), count()`: the Unix hour of the time, None over no rows.
@@ -282,6 +288,75 @@ impl Store<'_> {
         Ok((shares, ids))
     }
 
+    /// NPS classes of the answers in both segments over `[from_hour, to_hour)`: what the
+    /// incident rule needs (`Detector::group`).
+    pub async fn shared(
+        &self,
+        x: &SegmentKey,
+        a: &SegmentKey,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<crate::stats::Counts, SinkError> {
+        let (fx, mut binds) = Self::segment_filter(x);
+        let (fa, ba) = Self::segment_filter(a);
+        binds.extend(ba);
+        let sql = format!(
+            "SELECT countIf(ifNull(nps_score, 0) >= {PROMOTER_MIN}), \
+             countIf(ifNull(nps_score, 0) > {DETRACTOR_MAX} AND ifNull(nps_score, 0) < {PROMOTER_MIN}), \
+             countIf(ifNull(nps_score, 255) <= {DETRACTOR_MAX}) FROM {}.survey_facts FINAL \
+             WHERE submitted_at >= toDateTime(?) AND submitted_at < toDateTime(?) AND isNotNull(nps_score){fx}{fa}",
+            self.db()
+        );
+        let (p, q, d): (u64, u64, u64) = self
+            .sink
+            .retrying("SELECT", "survey_facts", || {
+                let mut qy = self
+                    .sink
+                    .client()
+                    .query(&sql)
+                    .bind(secs(from_hour * 3600))
+                    .bind(secs(to_hour * 3600));
+                for b in &binds {
+                    qy = qy.bind(b.as_str());
+                }
+                qy.fetch_one()
+            })
+            .await?;
+        Ok(crate::stats::Counts::new(p, q, d))
+    }
+
+    /// Share of the segment's answers no contact was attributed to, over `[from, to)` and
+    /// over the week before it (Unix seconds).
+    pub async fn unattributed(
+        &self,
+        key: &SegmentKey,
+        from: i64,
+        to: i64,
+    ) -> Result<(f64, f64), SinkError> {
+        let (filter, binds) = Self::segment_filter(key);
+        let sql = format!(
+            "SELECT countIf(submitted_at >= toDateTime(?) AND attributed = 0), countIf(submitted_at >= toDateTime(?)), \
+             countIf(submitted_at < toDateTime(?) AND attributed = 0), countIf(submitted_at < toDateTime(?)) \
+             FROM {}.survey_facts FINAL WHERE submitted_at >= toDateTime(?) AND submitted_at < toDateTime(?){filter}",
+            self.db()
+        );
+        let (un, n, ub, nb): (u64, u64, u64, u64) = self
+            .sink
+            .retrying("SELECT", "survey_facts", || {
+                let mut q = self.sink.client().query(&sql);
+                for t in [from, from, from, from, from - 7 * 86_400, to] {
+                    q = q.bind(secs(t));
+                }
+                for b in &binds {
+                    q = q.bind(b.as_str());
+                }
+                q.fetch_one()
+            })
+            .await?;
+        let share = |u: u64, n: u64| if n > 0 { u as f64 / n as f64 } else { 0.0 };
+        Ok((share(un, n), share(ub, nb)))
+    }
+
     pub async fn write_alerts(&self, events: &[AlertEvent]) -> Result<(), SinkError> {
         let now = crate::sink::clickhouse::now_s();
         let rows: Vec<AlertRow> = events
@@ -339,7 +414,7 @@ impl Store<'_> {
     pub async fn recorded_active(&self) -> Result<Vec<(String, String, String, u32)>, SinkError> {
         let sql = format!(
             "SELECT alert_id, any(grouping), any(segment), min(fired_at) FROM {}.nps_alerts \
-             GROUP BY alert_id HAVING argMax(state, event_time) = 'firing'",
+             GROUP BY alert_id HAVING countIf(state = 'resolved') = 0",
             self.db()
         );
         self.sink

@@ -3,11 +3,16 @@
 //! rule. The random draws happen in one fixed order, so a seed always gives the same year.
 
 use super::world::{self, World, AGENT, PRODUCT, REGION, TEAM};
-use super::{rule, schedule, Decoy, InjectedDrop, SegMeta, Segs, SimConfig, SimResult, START_HOUR};
+use super::{
+    rule, schedule, shifts, Decoy, InjectedDrop, SegMeta, Segs, SimConfig, SimResult, START_HOUR,
+};
 use crate::detect::{AlertState, Counts, Detector, Hierarchy};
 use crate::rng::Rng;
 use crate::stats::sample::poisson;
 use std::collections::HashMap;
+
+/// Hours of answers kept for counting what two alerting segments share.
+const RECENT_HOURS: usize = 14 * 24;
 
 /// The detector over every simulated segment, agents nested in their teams.
 fn detector(cfg: &SimConfig, w: &World, segs: &Segs) -> Detector {
@@ -61,12 +66,17 @@ struct Sim<'a> {
     late_product: Vec<(i64, u16)>,
     label_id: HashMap<String, usize>,
     /// Per drop and segment: answers the drop affected, and all answers while it lasted.
-    aff: Vec<Vec<u64>>,
+    aff: Vec<Vec<f64>>,
+    shifts: Option<shifts::Shifts>,
     tot: Vec<Vec<u64>>,
     all_in_eval: Vec<u64>,
     rule_minutes: rule::Minutes,
     pages: Vec<(usize, i64)>,
+    notifications: Vec<(usize, i64, crate::detect::Severity, String)>,
     resolves: Vec<(usize, i64)>,
+    /// Delivered answers of the last `RECENT_HOURS`, by hour: what `survey_facts` would
+    /// give the incident rule.
+    recent: Vec<Vec<(world::Attrs, u8)>>,
     digest: Vec<(usize, i64, u32)>,
     team_day: Vec<f64>,
     /// This hour's delivered counts and all answers (delivered or not), per segment.
@@ -84,15 +94,22 @@ impl Sim<'_> {
     }
 
     fn conditions(&mut self, hour: i64) -> Hour {
+        // With answers lagging their contacts, a drop shows for up to MAX_LAG_H after it.
+        let tail = if self.shifts.is_some() {
+            shifts::MAX_LAG_H
+        } else {
+            0
+        };
         let active: Vec<usize> = (0..self.drops.len())
             .filter(|&j| {
-                hour >= self.drops[j].start && hour < self.drops[j].start + self.drops[j].hours
+                hour >= self.drops[j].start
+                    && hour < self.drops[j].start + self.drops[j].hours + tail
             })
             .collect();
         let n = self.segs.keys.len();
         for &j in &active {
             if self.aff[j].is_empty() {
-                self.aff[j] = vec![0; n];
+                self.aff[j] = vec![0.0; n];
                 self.tot[j] = vec![0; n];
             }
         }
@@ -117,20 +134,34 @@ impl Sim<'_> {
     fn answers(&mut self, hour: i64, c: &Hour) {
         self.counts.iter_mut().for_each(|x| *x = Counts::default());
         self.all.iter_mut().for_each(|x| *x = 0);
+        let slot = hour.rem_euclid(RECENT_HOURS as i64) as usize;
+        self.recent[slot].clear();
+        let regions = self.w.region_weights(hour);
         for a in 0..self.w.agents.len() {
-            let k = poisson(
-                &mut self.r,
-                self.w.rate(&self.w.agents[a], hour) * c.holiday,
-            );
+            let ag = &self.w.agents[a];
+            if hour < ag.from || hour >= ag.to {
+                continue;
+            }
+            let volume = self.shifts.as_ref().map_or(1.0, |s| s.rate_factor(ag.team));
+            let k = poisson(&mut self.r, self.w.rate(ag, hour) * c.holiday * volume);
             for _ in 0..k {
-                let at = self.w.attrs(&mut self.r, a, hour, c.shift);
+                let at = self.w.attrs(&mut self.r, a, &regions, c.shift);
                 let mut level = self.w.level(&at, hour, self.team_day[at[TEAM] as usize]);
+                let mut contact = hour;
+                if let Some(sh) = &self.shifts {
+                    if sh.thinned(&mut self.r, &at, hour) {
+                        continue;
+                    }
+                    level += sh.level(&mut self.r, &at, hour);
+                    contact = hour - shifts::Shifts::lag(&mut self.r);
+                }
                 let ids = self.segs.of(&at);
                 for &j in &c.active {
-                    if self.drops[j].unit.matches(&at) {
-                        level -= self.drops[j].size;
+                    let f = self.drops[j].fraction(contact);
+                    if f > 0.0 && self.drops[j].unit.matches(&at) {
+                        level -= self.drops[j].size * f;
                         for &s in &ids {
-                            self.aff[j][s] += 1;
+                            self.aff[j][s] += f;
                         }
                     }
                 }
@@ -144,6 +175,7 @@ impl Sim<'_> {
                 if missing {
                     continue;
                 }
+                self.recent[slot].push((at, class as u8));
                 for &s in &ids {
                     let x = &mut self.counts[s];
                     match class {
@@ -186,12 +218,27 @@ impl Sim<'_> {
             .filter(|(_, c)| c.n() > 0)
             .map(|(i, c)| (i, *c))
             .collect();
-        let out = self.det.step_ids(hour, &rows);
+        let mut out = self.det.step_ids(hour, &rows);
+        let overlaps: Vec<_> = self
+            .det
+            .overlap_requests(&out)
+            .into_iter()
+            .map(|r| {
+                let c = self.shared(&r, hour);
+                (r, c)
+            })
+            .collect();
+        self.det.group(&mut out, &overlaps);
         for e in out.alerts {
             if let Some(&s) = self.label_id.get(&e.segment) {
                 match e.state {
                     AlertState::Firing => self.pages.push((s, hour)),
                     AlertState::Resolved => self.resolves.push((s, hour)),
+                    AlertState::Updated => {}
+                }
+                if e.notify {
+                    self.notifications
+                        .push((s, hour, e.severity, e.incident_id));
                 }
             }
         }
@@ -202,7 +249,38 @@ impl Sim<'_> {
         }
     }
 
+    /// Answers of both segments of `r` over its hours (those still kept).
+    fn shared(&self, r: &crate::detect::detector::OverlapRequest, hour: i64) -> Counts {
+        let unit = |k: &crate::detect::SegmentKey| {
+            self.label_id.get(&k.label()).map(|&i| self.segs.units[i])
+        };
+        let (Some(x), Some(a)) = (unit(&r.x), unit(&r.a)) else {
+            return Counts::default();
+        };
+        let mut c = Counts::default();
+        for h in r.from_hour.max(hour + 1 - RECENT_HOURS as i64)..r.to_hour.min(hour + 1) {
+            for (at, class) in &self.recent[h.rem_euclid(RECENT_HOURS as i64) as usize] {
+                if x.matches(at) && a.matches(at) {
+                    match class {
+                        0 => c.promoters += 1,
+                        1 => c.passives += 1,
+                        _ => c.detractors += 1,
+                    }
+                }
+            }
+        }
+        c
+    }
+
     fn hour(&mut self, hour: i64) {
+        if let Some(sh) = self.shifts.as_mut() {
+            for (a, team) in sh.hourly(&mut self.r, &mut self.w, hour) {
+                let agent = self.segs.keys[self.segs.agent[a]].values[AGENT].clone();
+                self.det
+                    .hierarchy_mut()
+                    .set_container("agent", &agent, &format!("team{team:02}"));
+            }
+        }
         if hour.rem_euclid(24) == 0 {
             for t in 0..self.team_day.len() {
                 self.team_day[t] = World::team_day_effect(&mut self.r);
@@ -235,8 +313,7 @@ impl Sim<'_> {
         for (j, d) in self.drops.iter_mut().enumerate() {
             for s in 0..n {
                 if self.tot[j].get(s).copied().unwrap_or(0) > 0 {
-                    d.share
-                        .insert(s, self.aff[j][s] as f64 / self.tot[j][s] as f64);
+                    d.share.insert(s, self.aff[j][s] / self.tot[j][s] as f64);
                 }
             }
         }
@@ -272,6 +349,7 @@ impl Sim<'_> {
             drops: self.drops,
             decoys: self.decoys,
             detector_pages: self.pages,
+            notifications: self.notifications,
             rule_pages,
             resolves: self.resolves,
             digest: self.digest,
@@ -283,7 +361,14 @@ impl Sim<'_> {
 pub fn run(cfg: &SimConfig) -> SimResult {
     let t0 = std::time::Instant::now();
     let mut r = Rng::new(cfg.seed);
-    let w = World::new(&mut r, cfg.teams, cfg.agents_per_team);
+    let mut w = World::new(&mut r, cfg.teams, cfg.agents_per_team);
+    let eval_from = START_HOUR + i64::from(cfg.warmup_days) * 24;
+    let eval_to = eval_from + i64::from(cfg.days) * 24;
+    // The shifting world draws from its own stream, so the default world stays as it was.
+    let mut r2 = Rng::new(cfg.seed ^ 0x5348_4946_5453);
+    let moves = cfg
+        .shifting
+        .then(|| shifts::Shifts::staff(&mut r2, &mut w, eval_from, eval_to));
     let segs = Segs::new(&w);
     let det = detector(cfg, &w, &segs);
     let label_id: HashMap<String, usize> = segs
@@ -292,9 +377,19 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         .enumerate()
         .map(|(i, k)| (k.label(), i))
         .collect();
-    let eval_from = START_HOUR + i64::from(cfg.warmup_days) * 24;
-    let eval_to = eval_from + i64::from(cfg.days) * 24;
-    let (drops, decoys) = schedule(&mut r, cfg, &w, &segs, eval_from, eval_to);
+    let (mut drops, mut decoys) = schedule(&mut r, cfg, &w, &segs, eval_from, eval_to);
+    let shifts = moves.map(|m| {
+        shifts::Shifts::new(
+            &mut r2,
+            &w,
+            m,
+            &segs.team,
+            &mut drops,
+            &mut decoys,
+            eval_from,
+            eval_to,
+        )
+    });
     let n = segs.keys.len();
     let late_product: Vec<(i64, u16)> = decoys
         .iter()
@@ -303,12 +398,15 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         .collect();
     let mut sim = Sim {
         cfg,
+        shifts,
         aff: vec![Vec::new(); drops.len()],
         tot: vec![Vec::new(); drops.len()],
         all_in_eval: vec![0; n],
         rule_minutes: rule::Minutes::new(eval_to - START_HOUR),
         pages: Vec::new(),
+        notifications: Vec::new(),
         resolves: Vec::new(),
+        recent: vec![Vec::new(); RECENT_HOURS],
         digest: Vec::new(),
         team_day: vec![0.0; w.teams],
         counts: vec![Counts::default(); n],

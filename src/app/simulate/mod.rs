@@ -4,9 +4,11 @@
 //! the ground truth (`report`).
 
 mod engine;
+pub mod oncall;
 pub mod probe;
 pub mod report;
 pub mod rule;
+pub mod shifts;
 pub mod world;
 
 pub use engine::run;
@@ -30,6 +32,8 @@ pub struct SimConfig {
     pub agents_per_team: f64,
     pub drops: usize,
     pub settings: Params,
+    /// The shifting world (`shifts`) instead of the detector's own model.
+    pub shifting: bool,
 }
 
 impl Default for SimConfig {
@@ -42,6 +46,7 @@ impl Default for SimConfig {
             agents_per_team: 24.0,
             drops: 400,
             settings: Params::default(),
+            shifting: false,
         }
     }
 }
@@ -72,6 +77,24 @@ pub struct InjectedDrop {
     pub share: HashMap<usize, f64>,
     /// Answers of the unit's segment in each of the first 96 hours from the start.
     pub trace: Vec<u64>,
+    /// A slow decline: the size is reached linearly over the drop's hours.
+    pub ramp: bool,
+    /// One of several teams dropping at once (a copy of another drop).
+    pub outage: bool,
+}
+
+impl InjectedDrop {
+    /// Share of the size taken off an answer rating a contact at `hour` (0 outside).
+    pub fn fraction(&self, hour: i64) -> f64 {
+        if hour < self.start || hour >= self.start + self.hours {
+            return 0.0;
+        }
+        if self.ramp {
+            ((hour - self.start + 1) as f64 / self.hours as f64).min(1.0)
+        } else {
+            1.0
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -96,8 +119,10 @@ pub struct SimResult {
     pub segs: Vec<SegMeta>,
     pub drops: Vec<InjectedDrop>,
     pub decoys: Vec<Decoy>,
-    /// (segment, hour fired) of the detector and of today's rule.
+    /// (segment, hour fired) of the detector's alerts and of today's rule's pages.
     pub detector_pages: Vec<(usize, i64)>,
+    /// The detector's notifications: (segment of the event, hour, severity, incident id).
+    pub notifications: Vec<(usize, i64, crate::detect::Severity, String)>,
     pub rule_pages: Vec<(usize, i64)>,
     /// (segment, hour resolved) of the detector's alerts.
     pub resolves: Vec<(usize, i64)>,
@@ -111,6 +136,8 @@ const START_HOUR: i64 = 482_256;
 
 struct Segs {
     keys: Vec<SegmentKey>,
+    /// The answers each segment covers, by id.
+    units: Vec<Unit>,
     overall: usize,
     region: Vec<usize>,
     team: Vec<usize>,
@@ -123,35 +150,48 @@ struct Segs {
 impl Segs {
     fn new(w: &World) -> Segs {
         let mut keys = vec![SegmentKey::overall()];
-        let mut add = |k: SegmentKey| {
-            keys.push(k);
+        let mut units = vec![Unit {
+            mask: 0,
+            values: [0; 7],
+        }];
+        // A segment of (dimension, value index, value name) pairs.
+        let mut add = |pairs: &[(usize, u16, &str)]| {
+            let named: Vec<(usize, &str)> = pairs.iter().map(|&(d, _, n)| (d, n)).collect();
+            let mut values = [0u16; 7];
+            for &(d, v, _) in pairs {
+                values[d] = v;
+            }
+            keys.push(SegmentKey::of(&named));
+            units.push(Unit {
+                mask: pairs.iter().fold(0, |m, &(d, _, _)| m | (1 << d)),
+                values,
+            });
             keys.len() - 1
         };
-        let region = REGIONS
-            .iter()
-            .map(|r| add(SegmentKey::of(&[(REGION, r)])))
+        let region = (0..REGIONS.len())
+            .map(|r| add(&[(REGION, r as u16, REGIONS[r])]))
             .collect();
         let team = (0..w.teams)
-            .map(|t| add(SegmentKey::of(&[(TEAM, &format!("team{t:02}"))])))
+            .map(|t| add(&[(TEAM, t as u16, &format!("team{t:02}"))]))
             .collect();
         let agent = (0..w.agents.len())
-            .map(|a| add(SegmentKey::of(&[(AGENT, &format!("agent{a:04}"))])))
+            .map(|a| add(&[(AGENT, a as u16, &format!("agent{a:04}"))]))
             .collect();
         let product = (0..world::PRODUCTS)
-            .map(|p| add(SegmentKey::of(&[(PRODUCT, &format!("product{p}"))])))
+            .map(|p| add(&[(PRODUCT, p as u16, &format!("product{p}"))]))
             .collect();
-        let tier = TIERS
-            .iter()
-            .map(|t| add(SegmentKey::of(&[(TIER, t)])))
+        let tier = (0..TIERS.len())
+            .map(|t| add(&[(TIER, t as u16, TIERS[t])]))
             .collect();
         let mut channel_bucket = Vec::new();
-        for c in CHANNELS {
-            for b in BUCKETS {
-                channel_bucket.push(add(SegmentKey::of(&[(CHANNEL, c), (BUCKET, b)])));
+        for (c, cn) in CHANNELS.iter().enumerate() {
+            for (b, bn) in BUCKETS.iter().enumerate() {
+                channel_bucket.push(add(&[(CHANNEL, c as u16, cn), (BUCKET, b as u16, bn)]));
             }
         }
         Segs {
             keys,
+            units,
             overall: 0,
             region,
             team,
@@ -236,6 +276,8 @@ fn schedule(
             size: *r.pick(&sizes),
             share: HashMap::new(),
             trace: Vec::new(),
+            ramp: false,
+            outage: false,
         });
     }
     let day = |r: &mut Rng| from + 24 * r.range(0, (to - from) / 24 - 1);

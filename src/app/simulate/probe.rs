@@ -1,7 +1,9 @@
 //! The delay targets' own setting, measured directly: segments at one fixed volume (constant over
 //! the day, baseline NPS 30), a sustained drop of one size starting at a random hour, the
-//! budget shared as in a 2,000-segment deployment (the other segments are registered but
-//! silent, as agents). Many probes per target give a mean delay tight enough to compare with
+//! budget shared as in a 2,000-segment deployment shaped like the simulated year's: about 105
+//! segments of non-nested groupings (overall, regions, teams, products, ...) and the rest
+//! agents, nested in teams (the others answer once, in the first hour, and then stay
+//! silent). Many probes per target give a mean delay tight enough to compare with
 //! the targets; the simulated year shows the same detector under real cycles and mixes.
 
 use crate::detect::{AlertState, Counts, Detector, Hierarchy, Params, SegmentKey};
@@ -20,6 +22,9 @@ pub struct Probe {
 
 const TEAM: usize = 2;
 const AGENT: usize = 3;
+/// Segments of non-nested groupings in the simulated year (overall, 5 regions, 80 teams, 8
+/// products, 3 tiers, 8 channel × bucket cells).
+const NON_NESTED: usize = 105;
 
 /// `probes` teams at `per_day` answers, `size` points off from a random hour of day 40 or
 /// 41, among `segments` segments in all.
@@ -33,14 +38,18 @@ pub fn run(
     seed: u64,
 ) -> Probe {
     let groupings = vec![String::new(), "team".into(), "agent".into()];
-    let hier = Hierarchy::new(&groupings, &[]).unwrap_or_default();
+    let hier = Hierarchy::new(&groupings, &[("agent".into(), "team".into())]).unwrap_or_default();
     let mut det = Detector::new(set.clone(), hier);
     let overall = det.register(&SegmentKey::overall());
     let teams: Vec<usize> = (0..probes)
         .map(|i| det.register(&SegmentKey::of(&[(TEAM, &format!("probe{i}"))])))
         .collect();
-    for i in 0..segments.saturating_sub(probes + 1) {
-        det.register(&SegmentKey::of(&[(AGENT, &format!("silent{i}"))]));
+    let mut silent = Vec::new();
+    for i in 0..NON_NESTED.saturating_sub(probes + 1) {
+        silent.push(det.register(&SegmentKey::of(&[(TEAM, &format!("silent{i}"))])));
+    }
+    for i in 0..segments.saturating_sub(NON_NESTED.max(probes + 1)) {
+        silent.push(det.register(&SegmentKey::of(&[(AGENT, &format!("silent{i}"))])));
     }
     let mut r = Rng::new(seed);
     let h0 = 482_256;
@@ -61,6 +70,9 @@ pub fn run(
             rows.push((id, c));
         }
         rows.push((overall, all));
+        if h == 0 {
+            rows.extend(silent.iter().map(|&id| (id, Counts::new(1, 0, 0))));
+        }
         for e in det.step_ids(h0 + h, &rows).alerts {
             if e.state != AlertState::Firing || e.grouping != "team" {
                 continue;

@@ -41,6 +41,9 @@ pub struct Agent {
     pub team: u16,
     pub per_day: f64,
     pub level: f64,
+    /// Hours the agent answers in: hired at `from`, gone at `to`.
+    pub from: i64,
+    pub to: i64,
 }
 
 pub struct World {
@@ -53,6 +56,8 @@ pub struct World {
     /// Volume weight of each region by UTC hour of day (local business hours).
     region_by_hour: [[f64; 5]; 24],
     volume_by_hour: [f64; 24],
+    /// Local clocks follow daylight saving time (the shifting world).
+    pub dst: bool,
 }
 
 fn pick(r: &mut Rng, shares: &[f64]) -> usize {
@@ -85,6 +90,8 @@ impl World {
                     team: t as u16,
                     per_day: (15.0 * (0.6 * normal(r)).exp()).clamp(5.0, 50.0),
                     level: level + 6.0 * normal(r),
+                    from: i64::MIN,
+                    to: i64::MAX,
                 });
             }
         }
@@ -111,7 +118,35 @@ impl World {
             region_effect: std::array::from_fn(|_| 3.0 * normal(r)),
             region_by_hour,
             volume_by_hour,
+            dst: false,
         }
+    }
+
+    /// A region's offset from UTC at `hour`: fixed, or with daylight saving time (EU from
+    /// late March to late October, North America mid-March to early November, Australia
+    /// and New Zealand early October to early April), by day of the year.
+    pub fn offset(&self, rg: usize, hour: i64) -> i64 {
+        let base = REGION_TZ[rg];
+        if !self.dst {
+            return base;
+        }
+        // 2025-01-01 is day 20,089 of the Unix epoch; the year's day, 0-based.
+        let day = (hour.div_euclid(24) - 20_089).rem_euclid(365);
+        let summer = match rg {
+            0 => (86..299).contains(&day),
+            1 => (68..306).contains(&day),
+            4 => !(95..277).contains(&day),
+            _ => false,
+        };
+        base + i64::from(summer)
+    }
+
+    /// Each region's share of the answers at `hour` (local business hours).
+    pub fn region_weights(&self, hour: i64) -> [f64; 5] {
+        if !self.dst {
+            return self.region_by_hour[hour.rem_euclid(24) as usize];
+        }
+        std::array::from_fn(|rg| REGION_SHARE[rg] * local_activity(hour + self.offset(rg, hour)))
     }
 
     pub fn team_levels(&self) -> &[f64] {
@@ -126,15 +161,14 @@ impl World {
     }
 
     /// Draws the attributes of one answer handled by `agent` in `hour`.
-    pub fn attrs(&self, r: &mut Rng, agent: usize, hour: i64, mix_shift: bool) -> Attrs {
-        let h = hour.rem_euclid(24) as usize;
+    pub fn attrs(&self, r: &mut Rng, agent: usize, regions: &[f64; 5], mix_shift: bool) -> Attrs {
         let ch = if mix_shift {
             &CHANNEL_SHARE_SHIFTED
         } else {
             &CHANNEL_SHARE
         };
         [
-            pick(r, &self.region_by_hour[h]) as u16,
+            pick(r, regions) as u16,
             pick(r, ch) as u16,
             self.agents[agent].team,
             agent as u16,
@@ -148,9 +182,10 @@ impl World {
     /// cycles in the region's local time, and the team's day effect.
     pub fn level(&self, a: &Attrs, hour: i64, team_day: f64) -> f64 {
         let rg = a[REGION] as usize;
-        let local = (hour + REGION_TZ[rg]).rem_euclid(24) as f64;
+        let tz = self.offset(rg, hour);
+        let local = (hour + tz).rem_euclid(24) as f64;
         let daily = 5.0 * (std::f64::consts::TAU * (local - 9.0) / 24.0).sin();
-        let how = hour_of_week(hour + REGION_TZ[rg]);
+        let how = hour_of_week(hour + tz);
         let weekly = match how / 24 {
             0 => -2.0,
             5 | 6 => 3.0,
