@@ -64,6 +64,24 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Replay the detector over the recorded answers in ClickHouse (read only), with drops
+    /// injected into an in-memory copy: what it would have sent, and how fast it finds a
+    /// drop of a given size in this deployment's data (docs/ALERTS.md, *Backtest*).
+    Backtest {
+        /// Start of the replay (RFC 3339); the first `baseline_gap + min_history` are warm-up.
+        #[arg(long)]
+        from: String,
+        /// End of the replay (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// A drop to inject: SEGMENT:POINTS:DURATION@START, e.g.
+        /// team=billing:10:72h@2026-11-20T00:00:00Z (repeatable).
+        #[arg(long)]
+        inject: Vec<String>,
+        /// Also write the markdown report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Score the detector and today's Prometheus rule on a simulated year with known drops.
     SimulateDetector {
         #[arg(long, default_value_t = 1)]
@@ -164,6 +182,45 @@ fn dispatch(
         Cmd::Detect { once } => rt
             .block_on(app::detect::run(validated, once, stop))
             .map_err(AppError::from),
+        Cmd::Backtest {
+            from,
+            to,
+            inject,
+            out,
+        } => {
+            let time = |key: &str, s: &str| {
+                humantime::parse_rfc3339_weak(s)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_secs()).ok())
+                    .ok_or_else(|| {
+                        AppError::Setting(format!("{key} {s:?} is not an RFC 3339 time"))
+                    })
+            };
+            let from_s = time("--from", &from)?;
+            let to_s = match to {
+                Some(t) => time("--to", &t)?,
+                None => i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                )
+                .unwrap_or(i64::MAX),
+            };
+            let injections = inject
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(AppError::Setting)?;
+            rt.block_on(app::detect::backtest::run(
+                validated,
+                from_s,
+                to_s,
+                injections,
+                out.as_deref(),
+            ))
+            .map_err(AppError::from)
+        }
         Cmd::SimulateDetector {
             seed,
             days,

@@ -1,18 +1,22 @@
 //! One incident, one notification (docs/ALERTS.md, *Incidents*). A real drop moves every
 //! segment that holds its answers: a team's drop shows in its products, its channels, its
 //! region and its agents. An alert that fires while another is open joins that alert's
-//! incident when either one's drop is *explained* by the other: what is left of it once the
-//! answers they share are taken out shows no drop. Only opening an incident, or raising
-//! it to a receiver it has not reached (a ticket turning into a page), is a notification; everything else updates the
-//! incident in place.
+//! incident when either one's drop is *explained* by the other (the answers they share carry
+//! most of it, or what is left once they are taken out shows no drop), or when one lies
+//! inside the other and dropped no more than it. Only opening an incident, or sending it to
+//! a receiver it has not reached (a ticket turning into a page), is a notification;
+//! everything else updates the incident in place.
 
 use crate::stats::Counts;
 
 /// A remainder with fewer answers than this share of the segment's is no evidence of a drop
 /// of its own: the segment is (nearly) inside the other.
 const INSIDE_SHARE: f64 = 0.1;
-/// The remainder counts as dropping only when it is at least half of δ down *and* two
-/// standard errors below what the baseline expects.
+/// The remainder counts as dropping only when it carries more than half of the segment's
+/// deficit, is at least half of δ down *and* two standard errors below what the baseline
+/// expects: a parent whose drop is mostly one child's is that child's incident even when the
+/// rest of it dipped a little at the same time.
+const REMAINDER_SHARE_OF_DEFICIT: f64 = 0.5;
 const REMAINDER_SHARE_OF_DELTA: f64 = 0.5;
 const REMAINDER_Z: f64 = 2.0;
 
@@ -39,8 +43,9 @@ pub struct Side {
 }
 
 /// Whether two open alerts are one incident, given the answers they share:
-/// - either one's drop is explained by the shared answers: what is left of it once they
-///   are taken out is not clearly down (a product whose drop is one team's answers);
+/// - either one's drop is explained by the shared answers: they carry at least half of it,
+///   or what is left once they are taken out is not clearly down (a product whose drop is
+///   one team's answers);
 /// - or one lies (nearly) inside the other and its drop is no larger than the other's,
 ///   beyond noise (an agent of a team that dropped as a whole). An agent that dropped far
 ///   more than its team, or a team inside an overall segment that dropped for another
@@ -65,11 +70,16 @@ fn rest_is_down(x: &Side, shared: &Counts) -> Option<bool> {
         return None;
     }
     let mean_expected = x.expected / n;
+    let total = x.expected - x.counts.score_sum();
     let deficit =
         (x.expected - mean_expected * n_shared) - (x.counts.score_sum() - shared.score_sum());
     let drop = deficit / n_rest;
     let z = deficit / (x.var * x.phi * n_rest).sqrt();
-    Some(drop >= REMAINDER_SHARE_OF_DELTA * x.delta && z >= REMAINDER_Z)
+    Some(
+        deficit > REMAINDER_SHARE_OF_DEFICIT * total
+            && drop >= REMAINDER_SHARE_OF_DELTA * x.delta
+            && z >= REMAINDER_Z,
+    )
 }
 
 /// Whether `inner`'s drop (mean score below its baseline) is no larger than `outer`'s by

@@ -4,6 +4,7 @@
 //! the crate's house rules (floors, no cycles, file and function sizes).
 
 mod attribution;
+mod backtest;
 mod cli;
 mod common;
 mod config_example;

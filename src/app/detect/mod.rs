@@ -8,6 +8,7 @@
 //! `nps_detector_progress`. An alert recorded as firing that the replay no longer produces
 //! (late corrections changed history) is resolved explicitly.
 
+pub mod backtest;
 mod deliver;
 mod pass;
 mod store;
