@@ -51,6 +51,8 @@ struct Seg {
     epoch: i64,
     /// Of a nested grouping (agents): its share of the budget is `nested_budget_share`.
     nested: bool,
+    /// In-control run length each CUSUM of its bank is held to (hours).
+    arl: f64,
 }
 
 /// What one hour produced.
@@ -117,6 +119,14 @@ impl Detector {
         Some((b, s.bank.iter().map(|c| (c.delta, c.threshold)).collect()))
     }
 
+    /// The in-control run length one CUSUM in place of the segment's whole bank would get
+    /// from the same budget: the harness's ideal reference is held to it.
+    pub fn single_arl(&self, id: usize) -> Option<f64> {
+        let s = self.segs.get(id)?;
+        s.baseline.as_ref()?;
+        Some(s.arl / (s.bank.len() as f64).sqrt())
+    }
+
     /// Adds what only the facts can tell (detractor categories and ids) to an active alert,
     /// so re-sent copies carry it too.
     pub fn annotate(
@@ -162,6 +172,7 @@ impl Detector {
             first_hour: None,
             epoch: i64::MIN,
             nested: self.hier.is_nested(key.mask),
+            arl: f64::INFINITY,
         });
         self.ids.insert(key.clone(), i);
         i
@@ -441,6 +452,7 @@ impl Detector {
         for s in &mut self.segs {
             let Some(b) = &s.baseline else { continue };
             let arl = if s.nested { arl_nested } else { arl_other };
+            s.arl = arl;
             let m0 = b.mix.mean() - margin * b.se;
             let null = tilt(b.mix, m0).0;
             for cu in &mut s.bank {

@@ -68,6 +68,8 @@ struct Sim<'a> {
     /// Per drop and segment: answers the drop affected, and all answers while it lasted.
     aff: Vec<Vec<f64>>,
     shifts: Option<shifts::Shifts>,
+    /// Per drop: the ideal reference, a CUSUM that knows the true levels and the drop.
+    ideal: Vec<super::ideal::Ideal>,
     tot: Vec<Vec<u64>>,
     all_in_eval: Vec<u64>,
     rule_minutes: rule::Minutes,
@@ -156,16 +158,22 @@ impl Sim<'_> {
                     contact = hour - shifts::Shifts::lag(&mut self.r);
                 }
                 let ids = self.segs.of(&at);
+                let before = level;
+                let mut hit: Vec<(usize, f64)> = Vec::new();
                 for &j in &c.active {
                     let f = self.drops[j].fraction(contact);
                     if f > 0.0 && self.drops[j].unit.matches(&at) {
                         level -= self.drops[j].size * f;
+                        hit.push((j, f));
                         for &s in &ids {
                             self.aff[j][s] += f;
                         }
                     }
                 }
                 let class = World::class(&mut self.r, level);
+                for (j, f) in hit {
+                    self.ideal[j].answer(before, self.drops[j].size * f, class);
+                }
                 for &s in &ids {
                     self.all[s] += 1;
                 }
@@ -194,6 +202,12 @@ impl Sim<'_> {
     /// The ground truth's bookkeeping for the hour, then the detector's step.
     fn record(&mut self, hour: i64, c: &Hour) {
         let n = self.segs.keys.len();
+        for (j, d) in self.drops.iter().enumerate() {
+            if hour >= d.start && hour < d.start + d.hours + 24 {
+                let arl = self.det.single_arl(d.seg);
+                self.ideal[j].hour(hour, arl);
+            }
+        }
         for &j in &c.active {
             for s in 0..n {
                 self.tot[j][s] += self.all[s];
@@ -341,6 +355,12 @@ impl Sim<'_> {
                 per_day: self.all_in_eval[i] as f64 / days,
             })
             .collect();
+        let ideal_pages = self
+            .drops
+            .iter()
+            .zip(&self.ideal)
+            .filter_map(|(d, i)| i.fired.map(|h| (d.seg, h)))
+            .collect();
         SimResult {
             config: self.cfg.clone(),
             eval_from: self.eval_from,
@@ -348,6 +368,7 @@ impl Sim<'_> {
             segs: metas,
             drops: self.drops,
             decoys: self.decoys,
+            ideal_pages,
             detector_pages: self.pages,
             notifications: self.notifications,
             rule_pages,
@@ -399,6 +420,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     let mut sim = Sim {
         cfg,
         shifts,
+        ideal: vec![super::ideal::Ideal::default(); drops.len()],
         aff: vec![Vec::new(); drops.len()],
         tot: vec![Vec::new(); drops.len()],
         all_in_eval: vec![0; n],

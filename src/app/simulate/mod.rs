@@ -4,6 +4,7 @@
 //! the ground truth (`report`).
 
 mod engine;
+mod ideal;
 pub mod oncall;
 pub mod probe;
 pub mod report;
@@ -119,6 +120,8 @@ pub struct SimResult {
     pub segs: Vec<SegMeta>,
     pub drops: Vec<InjectedDrop>,
     pub decoys: Vec<Decoy>,
+    /// (segment, hour fired) of the ideal reference, one per drop it found.
+    pub ideal_pages: Vec<(usize, i64)>,
     /// (segment, hour fired) of the detector's alerts and of today's rule's pages.
     pub detector_pages: Vec<(usize, i64)>,
     /// The detector's notifications: (segment of the event, hour, severity, incident id).

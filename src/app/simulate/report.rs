@@ -180,6 +180,11 @@ fn recall_and_delay(s: &mut String, r: &SimResult) {
     let _ = writeln!(s, "\n### Recall and delay, all {} drops\n", all.len());
     let _ = writeln!(s, "| who | ≤1 h | ≤6 h | ≤24 h | ≤72 h | detected | mean delay h | p90 h |\n|---|---|---|---|---|---|---|---|");
     let _ = writeln!(s, "| detector | {} |", row(&all, &r.detector_pages));
+    let _ = writeln!(
+        s,
+        "| ideal single CUSUM (knows the truth) | {} |",
+        row(&all, &r.ideal_pages)
+    );
     let _ = writeln!(s, "| today's rule | {} |", row(&all, &r.rule_pages));
     let _ = writeln!(
         s,
