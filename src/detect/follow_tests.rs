@@ -267,3 +267,38 @@ fn two_unrelated_team_drops_are_two_incidents() {
         .collect();
     assert_eq!(ids.len(), 2, "{:?}", w.events);
 }
+
+#[test]
+fn a_drop_that_is_only_a_change_of_mix_says_so_and_shows_the_volume() {
+    // Two teams at NPS 0 and 60 (overall 30). From day 40 the low team answers 5x as often: no
+    // team is less happy, overall falls to 10 through the mix alone, with three times the answers.
+    // A tenth of the usual small-world budget: this world's hourly team mix is noisy.
+    let mut w = World::new(Params {
+        budget_per_week: 0.001,
+        ..params()
+    });
+    let from = 40 * 24;
+    for h in 0..44 * 24 {
+        let low = if h >= from { 5000.0 } else { 1000.0 };
+        w.hour(h, &[low, 1000.0], &|t, _| if t == 0 { 30.0 } else { -30.0 });
+    }
+    let e = w
+        .of("overall")
+        .into_iter()
+        .filter(|x| x.0 >= from)
+        .map(|x| &x.1)
+        .find(|e| e.state == AlertState::Firing)
+        .unwrap_or_else(|| panic!("overall fires: {:?}", w.events))
+        .clone();
+    let split = e.mix_split.clone().unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(split.by, "team");
+    assert!(split.mix < -8.0, "{split:?} {e:?}");
+    assert!(split.within.abs() < 0.5 * split.mix.abs(), "{split:?}");
+    // Half or more of the hours since the change start carry the new volume.
+    assert!(e.volume_ratio > 1.5, "{e:?}");
+    assert_eq!(
+        e.data_flags.contains(&"volume_high".to_string()),
+        e.volume_ratio > 2.0,
+        "{e:?}"
+    );
+}
