@@ -25,6 +25,10 @@ pub struct Incident {
     /// The id of the alert that opened it.
     pub id: String,
     pub opened_at: i64,
+    /// Grouping and segment of the alert that opened it: the incident keeps them (and so
+    /// its Alertmanager labels) after that alert resolves.
+    pub grouping: String,
+    pub segment: String,
     /// Segment ids of its open alerts, in the order they joined.
     pub members: Vec<usize>,
     /// Receivers already notified ([`crate::detect::Severity::route`]).

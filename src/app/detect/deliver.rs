@@ -93,9 +93,10 @@ pub fn description(e: &AlertEvent) -> String {
     )
 }
 
-/// One incident as Alertmanager's v2 API takes it. Its identity (labels) is the incident and
-/// the receiver class, so an update in place (deeper, more segments, page → critical)
-/// changes annotations only and does not notify again, a silence on `cx_incident` holds
+/// One incident as Alertmanager's v2 API takes it. Its identity (labels) is the incident, the
+/// segment that opened it and the receiver class, so an update in place (deeper, more
+/// segments, the opening alert resolving first, page → critical) changes annotations only
+/// and does not notify again, a silence on `cx_incident` holds
 /// for the incident's whole life, and a ticket turning into a page is a new alert routed to
 /// on-call.
 pub fn am_incident(v: &IncidentView<'_>, ends_at: i64, links: &Links<'_>) -> serde_json::Value {
@@ -133,8 +134,8 @@ pub fn am_incident(v: &IncidentView<'_>, ends_at: i64, links: &Links<'_>) -> ser
             "alertname": ALERT_NAME,
             "severity": v.severity.route(),
             "cx_incident": v.id,
-            "cx_grouping": if lead.grouping.is_empty() { "overall" } else { lead.grouping.as_str() },
-            "cx_segment": lead.segment,
+            "cx_grouping": if v.grouping.is_empty() { "overall" } else { v.grouping },
+            "cx_segment": v.segment,
         },
         "annotations": {
             "summary": summary,
@@ -246,6 +247,93 @@ impl AlertTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::{AlertState, Severity};
+
+    fn event(segment: &str, team: Option<&str>, severity: Severity) -> AlertEvent {
+        AlertEvent {
+            alert_id: format!("id-{segment}"),
+            state: AlertState::Firing,
+            grouping: if team.is_some() {
+                "team".into()
+            } else {
+                "product".into()
+            },
+            segment: segment.into(),
+            dims: team
+                .map(|t| [("team".to_string(), t.to_string())].into())
+                .unwrap_or_default(),
+            at: 1_796_400_000,
+            fired_at: 1_796_400_000,
+            change_start: 1_796_392_800,
+            nps: 10.0,
+            nps_low: 5.0,
+            nps_high: 15.0,
+            n: 500,
+            baseline_nps: 30.0,
+            baseline_low: 29.0,
+            baseline_high: 31.0,
+            baseline_n: 20_000,
+            effect: -20.0,
+            delta: 10.0,
+            statistic: 9.0,
+            threshold: 8.0,
+            contributors: Vec::new(),
+            detractor_categories: Vec::new(),
+            detractor_response_ids: Vec::new(),
+            incident_id: "inc1".into(),
+            severity,
+            reason: String::new(),
+            notify: true,
+            drop: 20.0,
+            phi: 1.2,
+            mix_split: None,
+            volume_ratio: 1.0,
+            data_flags: vec!["unattributed_up".into()],
+            shadow: false,
+        }
+    }
+
+    #[test]
+    fn an_incident_keeps_its_labels_when_its_opening_alert_resolves_and_routes_by_receiver() {
+        let links = Links {
+            grafana_url: "http://grafana:3000",
+            runbook_url: "https://wiki/runbook",
+        };
+        let team = event("team=a b", Some("a b"), Severity::Page);
+        let product = event("product=x", None, Severity::Critical);
+        fn view(members: Vec<&AlertEvent>, severity: Severity) -> IncidentView<'_> {
+            IncidentView {
+                id: "inc1",
+                opened_at: 1_796_400_000,
+                grouping: "team",
+                segment: "team=a b",
+                severity,
+                members,
+            }
+        }
+        let both = am_incident(&view(vec![&team, &product], Severity::Critical), 0, &links);
+        let later = am_incident(&view(vec![&product], Severity::Critical), 0, &links);
+        assert_eq!(
+            both["labels"], later["labels"],
+            "same alert in Alertmanager"
+        );
+        assert_eq!(
+            both["labels"]["severity"], "page",
+            "critical pages like a page"
+        );
+        assert_eq!(both["annotations"]["level"], "critical");
+        assert_eq!(both["labels"]["cx_segment"], "team=a b");
+        let ticket = am_incident(&view(vec![&team], Severity::Ticket), 0, &links);
+        assert_eq!(ticket["labels"]["severity"], "ticket");
+        let link = both["annotations"]["dashboard"].as_str().unwrap_or("");
+        assert_eq!(
+            link,
+            "http://grafana:3000/d/cx-support?orgId=1&from=1796133600000&to=1796403600000&var-team=a%20b"
+        );
+        assert_eq!(both["annotations"]["runbook_url"], "https://wiki/runbook");
+        assert_eq!(both["annotations"]["data_flags"], "unattributed_up");
+        assert_eq!(dashboard_link("", &team), "");
+    }
 
     #[test]
     fn credentials_in_the_alertmanager_url_never_reach_a_message() {

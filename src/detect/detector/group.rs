@@ -22,6 +22,9 @@ pub struct OverlapRequest {
 pub struct IncidentView<'a> {
     pub id: &'a str,
     pub opened_at: i64,
+    /// Grouping and segment of the alert that opened it.
+    pub grouping: &'a str,
+    pub segment: &'a str,
     /// Highest severity among its open alerts.
     pub severity: Severity,
     /// Its open alerts, the one that opened it (or the oldest left) first.
@@ -116,6 +119,8 @@ impl Detector {
                         self.incidents.push(Incident {
                             id: e.alert_id.clone(),
                             opened_at: e.fired_at,
+                            grouping: e.grouping.clone(),
+                            segment: e.segment.clone(),
                             members: Vec::new(),
                             notified: Vec::new(),
                         });
@@ -174,6 +179,8 @@ impl Detector {
                 IncidentView {
                     id: &inc.id,
                     opened_at: inc.opened_at,
+                    grouping: &inc.grouping,
+                    segment: &inc.segment,
                     severity: self.incident_severity(k),
                     members: inc
                         .members
