@@ -54,7 +54,9 @@ fn example_config_is_valid_and_shows_the_defaults() {
 
 #[test]
 fn bad_detector_settings_are_named() {
-    let text = "[detector]\nbudget_per_week = 0\nbaseline = \"36h\"\ndelta = { agnet = 20 }\nresolve_share = 2\nnesting = [[\"agent\", \"agent\"]]\nalertmanager_url = \"alertmanager:9093\"\n";
+    let text = "[detector]\nbudget_per_week = 0\nbaseline = \"36h\"\ndelta = { agnet = 20 }\nresolve_share = 2\nnesting = [[\"agent\", \"agent\"]]\nalertmanager_url = \"alertmanager:9093\"\n\
+                nested_budget_share = 1.5\npage_groupings = [\"overall\", \"teem\"]\naccept_after = \"12h\"\nmax_page_age = \"0s\"\n\
+                mode = \"quiet\"\ngrafana_url = \"grafana:3000\"\n";
     let cfg: cx_pipeline::config::Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
     let err = cfg.validate().map(|_| ()).unwrap_err().to_string();
     for key in [
@@ -64,6 +66,12 @@ fn bad_detector_settings_are_named() {
         "detector.resolve_share",
         "detector.nesting[0]",
         "detector.alertmanager_url",
+        "detector.nested_budget_share",
+        "detector.page_groupings: \"teem\"",
+        "detector.accept_after",
+        "detector.max_page_age",
+        "detector.mode",
+        "detector.grafana_url",
     ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
