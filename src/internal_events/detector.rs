@@ -42,6 +42,8 @@ pub struct DetectorPassed<'a> {
     pub firing: &'a [&'a str],
     /// Watched segments per grouping ("" = overall).
     pub watched: &'a [(String, usize)],
+    /// Receiver class of each open incident.
+    pub incidents: &'a [&'static str],
     /// The first hour not yet evaluated (hours since the epoch).
     pub clock_hour: i64,
     pub now_s: i64,
@@ -64,6 +66,13 @@ impl InternalEvent<DetectorMetrics> for DetectorPassed<'_> {
             m.watched
                 .with_label_values(&[&name(g)])
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        m.incidents.reset();
+        for route in ["page", "ticket"] {
+            m.incidents.with_label_values(&[route]).set(0);
+        }
+        for r in self.incidents {
+            m.incidents.with_label_values(&[r]).inc();
         }
         m.evaluated_hour.set(self.clock_hour.saturating_mul(3600));
         m.last_evaluation.set(self.now_s);

@@ -14,6 +14,8 @@ pub struct DetectorMetrics {
     pub evaluated_hour: IntGauge,
     pub events: IntCounterVec,
     pub delivery_failures: IntCounterVec,
+    pub incidents: IntGaugeVec,
+    pub notifications: IntCounterVec,
 }
 
 impl Default for DetectorMetrics {
@@ -60,6 +62,18 @@ impl DetectorMetrics {
                 "cx_nps_alert_delivery_failures_total",
                 "Failed deliveries by target (alertmanager, kafka, clickhouse); retried next pass",
                 &["target"],
+            ),
+            incidents: gauge(
+                &r,
+                "cx_nps_incidents_open",
+                "Open NPS incidents, by receiver class (page, ticket)",
+                &["severity"],
+            ),
+            notifications: counter(
+                &r,
+                "cx_nps_notifications_total",
+                "Incidents opened or sent to a receiver they had not reached, by receiver class",
+                &["severity"],
             ),
             registry: r,
         }

@@ -338,6 +338,17 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         !scraped.lines().any(|l| l.starts_with("cx_nps_alerts_firing{grouping=\"team\"}") && !l.ends_with(" 0")),
         "no team alert firing after the recovery: {scraped}"
     );
+    // One notification (the incident opened as a page), none open after the recovery.
+    assert_eq!(
+        gauge("cx_nps_notifications_total{severity=\"page\"}"),
+        None,
+        "the restarted detector delivered no new notification: {scraped}"
+    );
+    assert_eq!(
+        gauge("cx_nps_incidents_open{severity=\"page\"}"),
+        Some(0.0),
+        "{scraped}"
+    );
     assert!(
         !scraped.contains("cx_pipeline_up") && !scraped.contains("cx_consumed_total"),
         "the detector serves its own registry, not the pipeline's: {scraped}"

@@ -107,8 +107,15 @@ impl Pass<'_> {
         let firing: Vec<&str> = r.det.active().map(|a| a.event.grouping.as_str()).collect();
         let mut watched: Vec<(String, usize)> = r.det.watched().into_iter().collect();
         watched.sort();
+        let incidents: Vec<&'static str> = r
+            .det
+            .incidents()
+            .iter()
+            .map(|v| v.severity.route())
+            .collect();
         DetectorPassed {
             firing: &firing,
+            incidents: &incidents,
             watched: &watched,
             clock_hour: clock,
             now_s: now(),
