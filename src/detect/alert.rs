@@ -167,6 +167,14 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// The segment the event is about, from its grouping and dimension values.
+    pub fn key(&self) -> Option<crate::detect::SegmentKey> {
+        let dims = crate::model::DIMENSIONS;
+        let values: [String; crate::model::DIMENSIONS.len()] =
+            std::array::from_fn(|i| self.dims.get(dims[i]).cloned().unwrap_or_default());
+        crate::detect::SegmentKey::from_row(&self.grouping, values)
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "NPS {} {:.1} (95% {:.1}..{:.1}, n={}) vs baseline {:.1}: {:+.1} points since {}",

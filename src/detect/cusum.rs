@@ -62,6 +62,29 @@ impl Cusum {
     }
 }
 
+/// One hour's evidence for every CUSUM of a bank, each against "`delta` below `null_mean`";
+/// the index of the one that crossed its threshold by the largest ratio, if any.
+pub fn step_bank(
+    bank: &mut [Cusum],
+    hour: i64,
+    c: &Counts,
+    null: Mix,
+    null_mean: f64,
+    phi: f64,
+) -> Option<usize> {
+    let mut fired: Option<(f64, usize)> = None;
+    for (k, cu) in bank.iter_mut().enumerate() {
+        let (theta, lnz) = alternative(null, null_mean, cu.delta);
+        if cu.update(hour, llr(c, theta, lnz, phi)) {
+            let ratio = cu.s / cu.threshold;
+            if fired.is_none_or(|(r, _)| ratio > r) {
+                fired = Some((ratio, k));
+            }
+        }
+    }
+    fired.map(|(_, k)| k)
+}
+
 /// θ and ln Z of the alternative "mean score `delta` below `null_mean`" against `null`.
 pub fn alternative(null: Mix, null_mean: f64, delta: f64) -> (f64, f64) {
     let (_, theta, lnz) = tilt(null, null_mean - delta);

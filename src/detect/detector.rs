@@ -5,7 +5,7 @@
 
 use super::alert::{AlertEvent, DigestEntry, Severity};
 use super::baseline::{prior_strength, raw, Baseline, History, Raw};
-use super::cusum::{alternative, kl_per_answer, llr, threshold, Cusum};
+use super::cusum::{alternative, kl_per_answer, step_bank, threshold, Cusum};
 use super::incident::Incident;
 use super::segment::{Hierarchy, SegmentKey};
 use super::Params;
@@ -268,17 +268,7 @@ impl Detector {
         let b = s.baseline.as_ref()?;
         let m0 = b.expected(hour, margin);
         let null = b.null_mix(hour, margin);
-        let mut fired: Option<(f64, usize)> = None;
-        for (k, cu) in s.bank.iter_mut().enumerate() {
-            let (theta, lnz) = alternative(null, m0, cu.delta);
-            if cu.update(hour, llr(c, theta, lnz, b.phi)) {
-                let ratio = cu.s / cu.threshold;
-                if fired.is_none_or(|(r, _)| ratio > r) {
-                    fired = Some((ratio, k));
-                }
-            }
-        }
-        let (_, k) = fired?;
+        let k = step_bank(&mut s.bank, hour, c, null, m0, b.phi)?;
         if folded {
             for cu in &mut s.bank {
                 cu.s = cu.s.min(cu.threshold);

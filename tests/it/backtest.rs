@@ -27,10 +27,7 @@ async fn a_backtest_finds_a_drop_injected_into_the_recorded_answers_and_changes_
     let evs = generate(&cfg, WireFormat::Confluent);
     s.produce(&evs).await;
     s.run_to_end().await;
-    s.edit_config(
-        "[metrics]",
-        "[detector]\nbudget_per_week = 0.1\nbaseline = \"3d\"\nbaseline_gap = \"1d\"\nmin_history = \"2d\"\n[metrics]",
-    );
+    crate::detector::detector_section(&s, "");
     let facts = |sql: &'static str| {
         let url = s.ch.clone();
         let db = s.db.clone();

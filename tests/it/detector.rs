@@ -69,6 +69,18 @@ pub(crate) async fn alertmanager() -> Alertmanager {
     panic!("Alertmanager did not become ready at {}", am.addr);
 }
 
+/// A short-history detector section for these small test worlds (baseline 3 days ending a
+/// day back, 2 needed; 0.1 false alerts a week, as their few segments share the budget),
+/// with `extra` settings, put in place of the config's `[metrics]` header.
+pub(crate) fn detector_section(s: &harness::Setup, extra: &str) {
+    s.edit_config(
+        "[metrics]",
+        &format!(
+            "[detector]\nbudget_per_week = 0.1\nbaseline = \"3d\"\nbaseline_gap = \"1d\"\nmin_history = \"2d\"\n{extra}[metrics]"
+        ),
+    );
+}
+
 /// Alertmanager's active alerts (GET /api/v2/alerts), as JSON.
 pub(crate) async fn am_alerts(am: &Alertmanager) -> Vec<serde_json::Value> {
     let resp = crate::common::http_get(&am.addr, "/api/v2/alerts").await;
@@ -159,11 +171,10 @@ async fn a_drop_in_one_team_pages_through_alertmanager_and_resolves_after_recove
         "the stream must reach well past the drop"
     );
     let split = evs.partition_point(|g| g.arrival_ms < drop_from + 8 * HOUR_MS);
-    s.edit_config(
-        "[metrics]",
+    detector_section(
+        &s,
         &format!(
-            "[detector]\nbudget_per_week = 0.1\nbaseline = \"3d\"\nbaseline_gap = \"1d\"\nmin_history = \"2d\"\n\
-             alertmanager_url = \"http://{}\"\nalert_topic = \"{alert_topic}\"\nmetrics_listen = \"\"\n[metrics]",
+            "alertmanager_url = \"http://{}\"\nalert_topic = \"{alert_topic}\"\nmetrics_listen = \"\"\n",
             am.addr
         ),
     );

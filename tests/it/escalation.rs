@@ -8,7 +8,7 @@
 //! it silenced: the silence on `cx_incident` holds through the escalation.
 
 use crate::common::harness::{self, setup, wait_exit, Opts};
-use crate::detector::{alert_rows, alertmanager, am_alerts, Alertmanager};
+use crate::detector::{alert_rows, alertmanager, am_alerts, detector_section, Alertmanager};
 use cx_pipeline::codec::WireFormat;
 use cx_pipeline::generator::{generate, GenConfig, TeamDrop};
 use std::time::Duration;
@@ -77,11 +77,10 @@ async fn a_deepening_drop_escalates_in_place_to_on_call_and_a_silence_holds() {
         "the stream reaches past the deepening"
     );
     let split = evs.partition_point(|g| g.arrival_ms < deeper);
-    s.edit_config(
-        "[metrics]",
+    detector_section(
+        &s,
         &format!(
-            "[detector]\nbudget_per_week = 0.1\nbaseline = \"3d\"\nbaseline_gap = \"1d\"\nmin_history = \"2d\"\n\
-             alertmanager_url = \"http://{}\"\nalert_topic = \"\"\nmetrics_listen = \"\"\n[metrics]",
+            "alertmanager_url = \"http://{}\"\nalert_topic = \"\"\nmetrics_listen = \"\"\n",
             am.addr
         ),
     );
@@ -170,10 +169,12 @@ async fn a_deepening_drop_escalates_in_place_to_on_call_and_a_silence_holds() {
             && r.alert_id != first.alert_id),
         "no second alert for the team: {rows:?}"
     );
-    let page = ours(&am_alerts(&am).await)
-        .into_iter()
+    let now = ours(&am_alerts(&am).await);
+    let page = now
+        .iter()
         .find(|a| a["labels"]["severity"] == "page")
-        .unwrap_or_else(|| panic!("the incident pages now: {:?}", am_alerts_text(&am)));
+        .cloned()
+        .unwrap_or_else(|| panic!("the incident pages now: {now:?}"));
     assert_eq!(page["receivers"][0]["name"], "cx-oncall", "{page}");
     assert_eq!(
         page["status"]["state"], "suppressed",
@@ -186,10 +187,6 @@ async fn a_deepening_drop_escalates_in_place_to_on_call_and_a_silence_holds() {
         "{page}"
     );
     assert_eq!(page["annotations"]["alert_id"], first.alert_id.as_str());
-}
-
-fn am_alerts_text(am: &Alertmanager) -> String {
-    am.addr.clone()
 }
 
 /// Shadow mode: the detector evaluates and records what it would have sent (rows marked
@@ -221,11 +218,10 @@ async fn shadow_mode_records_alerts_and_sends_nothing() {
     };
     let evs = generate(&cfg, WireFormat::Confluent);
     let until = evs.partition_point(|g| g.arrival_ms < drop_from + 12 * HOUR_MS);
-    s.edit_config(
-        "[metrics]",
+    detector_section(
+        &s,
         &format!(
-            "[detector]\nbudget_per_week = 0.1\nbaseline = \"3d\"\nbaseline_gap = \"1d\"\nmin_history = \"2d\"\n\
-             mode = \"shadow\"\nalertmanager_url = \"http://{}\"\nalert_topic = \"{alert_topic}\"\nmetrics_listen = \"\"\n[metrics]",
+            "mode = \"shadow\"\nalertmanager_url = \"http://{}\"\nalert_topic = \"{alert_topic}\"\nmetrics_listen = \"\"\n",
             am.addr
         ),
     );

@@ -11,9 +11,8 @@
 use super::ServiceError;
 use crate::config::Validated;
 use crate::detect::detector::OverlapRequest;
-use crate::detect::segment::grouping_mask;
-use crate::detect::{AlertEvent, AlertState, Counts, Detector, Hierarchy, SegmentKey};
-use crate::model::{DETRACTOR_MAX, DIMENSIONS, PROMOTER_MIN};
+use crate::detect::{AlertEvent, AlertState, Counts, Detector, SegmentKey};
+use crate::model::DIMENSIONS;
 use crate::sink::ClickHouseSink;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -112,12 +111,10 @@ pub async fn cells(
 ) -> Result<Vec<Cell>, ServiceError> {
     let dims = DIMENSIONS.join(", ");
     let sql = format!(
-        "SELECT toUInt32(toStartOfHour(submitted_at)) AS h, {dims}, \
-         countIf(ifNull(nps_score, 0) >= {PROMOTER_MIN}), \
-         countIf(ifNull(nps_score, 0) > {DETRACTOR_MAX} AND ifNull(nps_score, 0) < {PROMOTER_MIN}), \
-         countIf(ifNull(nps_score, 255) <= {DETRACTOR_MAX}) FROM {}.survey_facts FINAL \
+        "SELECT toUInt32(toStartOfHour(submitted_at)) AS h, {dims}, {} FROM {}.survey_facts FINAL \
          WHERE submitted_at >= toDateTime(?) AND submitted_at < toDateTime(?) AND isNotNull(nps_score) \
          GROUP BY h, {dims} ORDER BY h LIMIT {}",
+        super::store::class_counts(),
         sink.database(),
         MAX_CELLS + 1
     );
@@ -164,17 +161,10 @@ pub fn inject(cells: &mut [Cell], injections: &[Injection]) {
 }
 
 /// Every alert event the detector gives over the cells, hour by hour, with incidents.
-pub fn replay(v: &Validated, cells: &[Cell]) -> Vec<AlertEvent> {
-    let groupings: Vec<String> = v
-        .settings
-        .window
-        .groupings
-        .iter()
-        .map(|g| g.name.clone())
-        .collect();
-    let masks: Vec<u8> = groupings.iter().filter_map(|g| grouping_mask(g)).collect();
+pub fn replay(v: &Validated, cells: &[Cell]) -> Result<Vec<AlertEvent>, ServiceError> {
+    let masks: Vec<u8> = v.settings.window.groupings.iter().map(|g| g.mask).collect();
     let ds = &v.detector;
-    let mut hier = Hierarchy::new(&groupings, &ds.nesting).unwrap_or_default();
+    let mut hier = super::hierarchy(v)?;
     for (child, container) in &ds.nesting {
         let (ci, pi) = (dim(child), dim(container));
         let mut seen: HashMap<(&str, &str), u64> = HashMap::new();
@@ -198,7 +188,7 @@ pub fn replay(v: &Validated, cells: &[Cell]) -> Vec<AlertEvent> {
         by_hour.entry(c.hour()).or_default().push(c);
     }
     let (Some(&first), Some(&last)) = (by_hour.keys().next(), by_hour.keys().next_back()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut events = Vec::new();
     for h in first..=last {
@@ -237,7 +227,7 @@ pub fn replay(v: &Validated, cells: &[Cell]) -> Vec<AlertEvent> {
         det.group(&mut out, &overlaps);
         events.extend(out.alerts);
     }
-    events
+    Ok(events)
 }
 
 fn dim(name: &str) -> usize {
@@ -359,7 +349,7 @@ pub async fn run(
     let (from_hour, to_hour) = (from_s.div_euclid(3600), to_s.div_euclid(3600));
     let mut cells = cells(&sink, from_hour, to_hour).await?;
     inject(&mut cells, &injections);
-    let events = replay(&v, &cells);
+    let events = replay(&v, &cells)?;
     let text = report(&events, &injections, from_hour, to_hour);
     println!("{text}");
     if let Some(p) = out {

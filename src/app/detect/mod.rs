@@ -57,6 +57,20 @@ struct Running {
     reconciled: bool,
 }
 
+/// The configured groupings and nestings as the detector's hierarchy; which container each
+/// nested value belongs to is for the caller to fill in from its data.
+fn hierarchy(v: &Validated) -> Result<crate::detect::Hierarchy, ServiceError> {
+    let groupings: Vec<String> = v
+        .settings
+        .window
+        .groupings
+        .iter()
+        .map(|g| g.name.clone())
+        .collect();
+    crate::detect::Hierarchy::new(&groupings, &v.detector.nesting)
+        .map_err(|e| ServiceError::Setting(format!("detector.nesting: {e}")))
+}
+
 fn now() -> i64 {
     i64::from(crate::sink::clickhouse::now_s())
 }

@@ -6,10 +6,9 @@ use super::deliver::{am_incident, Links};
 use super::store::Store;
 use super::{now, Running, ServiceError, Targets, MAX_PENDING};
 use crate::config::Validated;
-use crate::detect::{AlertEvent, AlertState, Detector, Hierarchy, SegmentKey};
+use crate::detect::{AlertEvent, AlertState, Detector, SegmentKey};
 use crate::internal_events::{AlertDelivered, AlertDeliveryFailed, DetectorPassed, InternalEvent};
 use crate::metrics::DetectorMetrics;
-use crate::model::DIMENSIONS;
 use crate::sink::ClickHouseSink;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -17,12 +16,6 @@ pub(super) struct Pass<'a> {
     pub v: &'a Validated,
     pub sink: &'a ClickHouseSink,
     pub metrics: &'a DetectorMetrics,
-}
-
-fn key_of(e: &AlertEvent) -> Option<SegmentKey> {
-    let values: [String; 7] =
-        std::array::from_fn(|i| e.dims.get(DIMENSIONS[i]).cloned().unwrap_or_default());
-    SegmentKey::from_row(&e.grouping, values)
 }
 
 /// The resolution of an alert recorded as firing that the replay no longer produces.
@@ -131,16 +124,7 @@ impl Pass<'_> {
         let first = store.first_hour().await?.unwrap_or(clock);
         let replay = i64::from(st.baseline_days + st.gap_days + 7) * 24;
         let from = first.max(clock - replay);
-        let groupings: Vec<String> = self
-            .v
-            .settings
-            .window
-            .groupings
-            .iter()
-            .map(|g| g.name.clone())
-            .collect();
-        let mut hier = Hierarchy::new(&groupings, &ds.nesting)
-            .map_err(|e| ServiceError::Setting(format!("detector.nesting: {e}")))?;
+        let mut hier = super::hierarchy(self.v)?;
         for (child, container) in &ds.nesting {
             for (c, p) in store.containers(child, container, from).await? {
                 hier.set_container(child, &c, &p);
@@ -212,7 +196,7 @@ impl Pass<'_> {
         t: &Targets,
         e: &mut AlertEvent,
     ) -> Result<(), ServiceError> {
-        let Some(key) = key_of(e) else { return Ok(()) };
+        let Some(key) = e.key() else { return Ok(()) };
         let store = self.store();
         let (cats, ids) = store.explain(&key, e.change_start, e.at).await?;
         let (now, before) = store.unattributed(&key, e.change_start, e.at).await?;

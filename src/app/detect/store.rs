@@ -79,6 +79,16 @@ fn secs(x: i64) -> u32 {
     u32::try_from(x.max(0)).unwrap_or(u32::MAX)
 }
 
+/// Promoters, passives and detractors of `survey_facts` rows as three `countIf` columns
+/// (old servers make `countIf` over a Nullable condition Nullable, hence the `ifNull`).
+pub(super) fn class_counts() -> String {
+    format!(
+        "countIf(ifNull(nps_score, 0) >= {PROMOTER_MIN}), \
+         countIf(ifNull(nps_score, 0) > {DETRACTOR_MAX} AND ifNull(nps_score, 0) < {PROMOTER_MIN}), \
+         countIf(ifNull(nps_score, 255) <= {DETRACTOR_MAX})"
+    )
+}
+
 pub struct Store<'a> {
     pub sink: &'a ClickHouseSink,
 }
@@ -301,10 +311,9 @@ impl Store<'_> {
         let (fa, ba) = Self::segment_filter(a);
         binds.extend(ba);
         let sql = format!(
-            "SELECT countIf(ifNull(nps_score, 0) >= {PROMOTER_MIN}), \
-             countIf(ifNull(nps_score, 0) > {DETRACTOR_MAX} AND ifNull(nps_score, 0) < {PROMOTER_MIN}), \
-             countIf(ifNull(nps_score, 255) <= {DETRACTOR_MAX}) FROM {}.survey_facts FINAL \
+            "SELECT {} FROM {}.survey_facts FINAL \
              WHERE submitted_at >= toDateTime(?) AND submitted_at < toDateTime(?) AND isNotNull(nps_score){fx}{fa}",
+            class_counts(),
             self.db()
         );
         let (p, q, d): (u64, u64, u64) = self

@@ -6,7 +6,7 @@
 
 use super::{Active, Detector};
 use crate::detect::alert::{AlertEvent, AlertState};
-use crate::detect::cusum::{alternative, llr, MIN_THRESHOLD};
+use crate::detect::cusum::{alternative, llr, step_bank, MIN_THRESHOLD};
 use crate::stats::{tilt, Counts};
 
 impl Detector {
@@ -38,17 +38,8 @@ impl Detector {
         // A further drop: the bank again, against the current level.
         let level = m0 - a.drop;
         let null = tilt(b.mix, level).0;
-        let mut fired: Option<(f64, usize)> = None;
-        for (k, cu) in a.follow.iter_mut().enumerate() {
-            let (theta, lnz) = alternative(null, level, cu.delta);
-            if cu.update(hour, llr(c, theta, lnz, b.phi)) {
-                let ratio = cu.s / cu.threshold;
-                if fired.is_none_or(|(r, _)| ratio > r) {
-                    fired = Some((ratio, k));
-                }
-            }
-        }
-        if let Some((_, k)) = fired {
+        let phi = b.phi;
+        if let Some(k) = step_bank(&mut a.follow, hour, c, null, level, phi) {
             let cu = a.follow[k].clone();
             a.drop += cu.delta;
             a.level_start = cu.start;

@@ -58,13 +58,7 @@ impl Detector {
     }
 
     fn ids_by_label(&self, e: &crate::detect::AlertEvent) -> Option<&usize> {
-        let values: [String; crate::model::DIMENSIONS.len()] = std::array::from_fn(|i| {
-            e.dims
-                .get(crate::model::DIMENSIONS[i])
-                .cloned()
-                .unwrap_or_default()
-        });
-        self.ids.get(&SegmentKey::from_row(&e.grouping, values)?)
+        self.ids.get(&e.key()?)
     }
 
     fn side(&self, i: usize, from: i64, to: i64) -> Option<Side> {
