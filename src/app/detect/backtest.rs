@@ -20,6 +20,9 @@ use std::fmt::Write;
 /// The copy refuses to grow past this many (hour, dimension values) cells: narrow the range.
 const MAX_CELLS: usize = 5_000_000;
 
+/// The longest injected drop: a replay of a year at most.
+const MAX_INJECT_HOURS: u64 = 366 * 24;
+
 /// A drop written as `SEGMENT:POINTS:DURATION@START`, e.g.
 /// `team=billing:10:72h@2026-11-20T00:00:00Z` or `channel=CHAT,bucket=PRE_SALES:5:1d@...`.
 #[derive(Clone, Debug)]
@@ -49,8 +52,8 @@ impl std::str::FromStr for Injection {
             .map_err(|e| bad(&format!("DURATION: {e}")))?
             .as_secs()
             / 3600;
-        if hours == 0 {
-            return Err(bad("DURATION must be at least 1h"));
+        if hours == 0 || hours > MAX_INJECT_HOURS {
+            return Err(bad("DURATION must be from 1h to 366 days"));
         }
         let start = humantime::parse_rfc3339_weak(start)
             .map_err(|e| bad(&format!("START: {e}")))?
@@ -288,14 +291,16 @@ pub fn report(
             let label = inj.unit.label();
             let hit = fired.iter().find(|e| {
                 let h = e.at / 3600 - 1;
-                e.segment == label && h >= inj.from_hour && h < inj.from_hour + inj.hours + 24
+                e.segment == label
+                    && h >= inj.from_hour
+                    && h < inj.from_hour.saturating_add(inj.hours).saturating_add(24)
             });
             let (after, sev, notified) = hit.map_or(("not found".to_string(), "—", "—"), |e| {
                 let incident_notified = events
                     .iter()
                     .any(|x| x.incident_id == e.incident_id && x.notify);
                 (
-                    format!("{} h", e.at / 3600 - inj.from_hour),
+                    format!("{} h", (e.at / 3600).saturating_sub(inj.from_hour)),
                     e.severity.as_str(),
                     if incident_notified { "yes" } else { "no" },
                 )
@@ -418,6 +423,7 @@ mod tests {
             "teem=billing:10:72h@2026-11-20T00:00:00Z",
             "team=billing:ten:72h@2026-11-20T00:00:00Z",
             "team=billing:10:30m@2026-11-20T00:00:00Z",
+            "team=billing:10:400d@2026-11-20T00:00:00Z",
         ] {
             let e = bad.parse::<Injection>().err().unwrap_or_default();
             assert!(e.contains("--inject"), "{bad}: {e}");
