@@ -103,6 +103,11 @@ pub async fn take(
         delayed: false,
     };
     let mut rng = Rng::new(owner);
+    // A member assigned nothing (a rebalance can leave one empty-handed) claims nothing:
+    // there is no query to make.
+    if todo.is_empty() {
+        return Ok(taken);
+    }
     for attempt in 0..MAX_ATTEMPTS {
         let stored = stored_epochs(sink, state_id, &todo).await?;
         let want: BTreeMap<i32, u32> = todo
@@ -146,6 +151,9 @@ async fn rivals(
     owner: u64,
     want: &BTreeMap<i32, u32>,
 ) -> Result<BTreeSet<i32>, SinkError> {
+    if want.is_empty() {
+        return Ok(BTreeSet::new());
+    }
     let cond: Vec<String> = want
         .iter()
         .map(|(p, e)| format!("(source_partition = {p} AND epoch >= {e})"))

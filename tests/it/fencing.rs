@@ -287,3 +287,29 @@ fn claims_in(log: &str) -> std::collections::BTreeSet<(u64, u64)> {
         .filter_map(|l| Some((log_number(l, "partition")?, log_number(l, "epoch")?)))
         .collect()
 }
+
+/// A rebalance can leave a member with no partitions; claiming nothing must succeed without
+/// a query (it once sent ClickHouse `WHERE ... AND ()`, failing the member's SIGTERM exit in
+/// a storm), and claiming afterwards still works (real ClickHouse).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_assigned_nothing_claims_nothing_and_fails_nothing() {
+    let s = setup("claimnone", Opts::default()).await;
+    let text = format!(
+        "[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n",
+        s.ch, s.db
+    );
+    let cfg: cx_pipeline::config::Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let v = cfg.validate().unwrap_or_else(|e| panic!("{e}"));
+    let metrics = cx_pipeline::metrics::DetectorMetrics::new();
+    let sink = cx_pipeline::sink::ClickHouseSink::connect(&v.clickhouse, metrics.sink.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let none = cx_pipeline::delivery::claims::take(&sink, "claimnone", 7, &[])
+        .await
+        .unwrap_or_else(|e| panic!("claiming nothing: {e}"));
+    assert!(none.epochs.is_empty());
+    let one = cx_pipeline::delivery::claims::take(&sink, "claimnone", 7, &[3])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one.epochs.get(&3), Some(&1));
+}
